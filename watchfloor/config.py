@@ -1,0 +1,317 @@
+"""``topics.yaml`` parsed into frozen dataclasses and validated.
+
+The file is the single source of truth for topics, which detectors run on which domain,
+which agencies receive what, and under which sharing agreement. Errors name the place in
+the file (``agencies.fiu.agreement.fields.entities.idd``) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from watchfloor.alerts.schema import CONTENT_FIELDS, FIELD_POLICIES, SEVERITIES
+from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
+
+CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
+TOPIC_ROLES = frozenset(
+    {"input", "deadletter", "detections", "alerts", "feedback", "audit", "internal"}
+)
+
+
+class ConfigError(ValueError):
+    """``topics.yaml`` is invalid; the message says where and what."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    cleanup_policy: str
+    role: str
+    domain: str | None = None
+    description: str = ""
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """Broker-side topic configs, as ``kafka-configs`` names them."""
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    domain: str
+    threshold: float
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    name: str
+    # dotted alert path -> "full" | "pseudonymize" | "redact"
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class AgencySpec:
+    name: str
+    topic: str
+    description: str
+    domains: frozenset[str]
+    min_severity: str
+    agreement: Agreement
+    # None means "every detector"/"every jurisdiction".
+    detectors: frozenset[str] | None = None
+    jurisdictions: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class CorrelationSpec:
+    window_seconds: float = 3600.0
+    cooldown_seconds: float = 300.0
+    max_incidents: int = 100_000
+    max_links: int = 200_000
+    multi_domain_boost: float = 0.15
+
+
+@dataclass(frozen=True)
+class Config:
+    topics: tuple[TopicSpec, ...]
+    detectors: tuple[DetectorSpec, ...]
+    agencies: tuple[AgencySpec, ...]
+    correlation: CorrelationSpec
+    source: str = "topics.yaml"
+
+    def topic(self, role: str, domain: str | None = None) -> TopicSpec:
+        for t in self.topics:
+            if t.role == role and (domain is None or t.domain == domain):
+                return t
+        raise KeyError(f"no topic with role {role!r}" + (f" for {domain!r}" if domain else ""))
+
+    @property
+    def input_topics(self) -> dict[str, TopicSpec]:
+        return {t.domain: t for t in self.topics if t.role == "input" and t.domain}
+
+    def detectors_for(self, domain: str) -> tuple[DetectorSpec, ...]:
+        return tuple(d for d in self.detectors if d.domain == domain)
+
+
+def _fail(where: str, what: str) -> ConfigError:
+    return ConfigError(f"{where}: {what}")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise _fail(where, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _number(value: Any, where: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(where, f"expected a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise _fail(where, f"must be between {lo} and {hi}, got {value}")
+    return float(value)
+
+
+def _str_set(value: Any, where: str, allowed: frozenset[str] | None = None) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _fail(where, f"expected a list of names, got {value!r}")
+    for item in value:
+        if not isinstance(item, str):
+            raise _fail(where, f"expected names, got {item!r}")
+        if allowed is not None and item not in allowed:
+            raise _fail(where, f"unknown {item!r}; valid: {', '.join(sorted(allowed))}")
+    return frozenset(value)
+
+
+def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
+    topics = []
+    for name, spec in _mapping(raw, "topics").items():
+        where = f"topics.{name}"
+        spec = _mapping(spec, where)
+        unknown = set(spec) - {
+            "partitions", "retention_ms", "cleanup_policy", "role", "domain", "description"
+        }
+        if unknown:
+            raise _fail(where, f"unknown keys {sorted(unknown)}")
+        role = spec.get("role")
+        if role not in TOPIC_ROLES:
+            raise _fail(f"{where}.role", f"{role!r} is not one of {sorted(TOPIC_ROLES)}")
+        domain = spec.get("domain")
+        if role == "input" and domain not in DOMAINS:
+            raise _fail(f"{where}.domain", f"input topic needs a domain of {list(DOMAINS)}")
+        cleanup = spec.get("cleanup_policy", "delete")
+        if cleanup not in CLEANUP_POLICIES:
+            raise _fail(f"{where}.cleanup_policy", f"{cleanup!r} not in {sorted(CLEANUP_POLICIES)}")
+        topics.append(
+            TopicSpec(
+                name=str(name),
+                partitions=_int(spec.get("partitions", 1), f"{where}.partitions", 1),
+                retention_ms=_int(spec.get("retention_ms", 604_800_000), f"{where}.retention_ms", -1),
+                cleanup_policy=cleanup,
+                role=role,
+                domain=domain,
+                description=str(spec.get("description", "")),
+            )
+        )
+    names = {t.name for t in topics}
+    for role in ("deadletter", "detections", "feedback", "audit"):
+        if not any(t.role == role for t in topics):
+            raise _fail("topics", f"no topic has role {role!r}")
+    for d in DOMAINS:
+        if not any(t.role == "input" and t.domain == d for t in topics):
+            raise _fail("topics", f"no input topic for domain {d!r}")
+    assert len(names) == len(topics)
+    return tuple(topics)
+
+
+def _parse_detectors(raw: Any) -> tuple[DetectorSpec, ...]:
+    out = []
+    for domain, specs in _mapping(raw, "detectors").items():
+        if domain not in DOMAINS:
+            raise _fail(f"detectors.{domain}", f"unknown domain; valid: {', '.join(DOMAINS)}")
+        if not isinstance(specs, list):
+            raise _fail(f"detectors.{domain}", "expected a list of detectors")
+        for i, spec in enumerate(specs):
+            where = f"detectors.{domain}[{i}]"
+            spec = _mapping(spec, where)
+            name = spec.get("name")
+            if not isinstance(name, str):
+                raise _fail(f"{where}.name", "a detector needs a name")
+            params = _mapping(spec.get("params", {}), f"{where}.params")
+            out.append(
+                DetectorSpec(
+                    name=name,
+                    domain=domain,
+                    threshold=_number(spec.get("threshold", 0.9), f"{where}.threshold", 0, 1),
+                    params=MappingProxyType(dict(params)),
+                )
+            )
+    return tuple(out)
+
+
+def _parse_agreement(raw: Any, where: str) -> Agreement:
+    raw = _mapping(raw, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise _fail(f"{where}.name", "an agreement needs a name")
+    fields: dict[str, str] = {}
+    for path, policy in _mapping(raw.get("fields", {}), f"{where}.fields").items():
+        if path not in CONTENT_FIELDS:
+            raise _fail(
+                f"{where}.fields.{path}",
+                f"unknown alert field; valid: {', '.join(sorted(CONTENT_FIELDS))}",
+            )
+        if policy not in FIELD_POLICIES:
+            raise _fail(f"{where}.fields.{path}", f"policy {policy!r} not in {sorted(FIELD_POLICIES)}")
+        fields[path] = policy
+    return Agreement(name=name, fields=MappingProxyType(fields))
+
+
+def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec, ...]:
+    alert_topics = {t.name for t in topics if t.role == "alerts"}
+    out = []
+    for name, spec in _mapping(raw, "agencies").items():
+        where = f"agencies.{name}"
+        spec = _mapping(spec, where)
+        topic = spec.get("topic", f"alerts.{name}")
+        if topic not in alert_topics:
+            raise _fail(f"{where}.topic", f"{topic!r} is not declared under topics with role alerts")
+        severity = spec.get("min_severity", "low")
+        if severity not in SEVERITIES:
+            raise _fail(f"{where}.min_severity", f"{severity!r} not in {list(SEVERITIES)}")
+        detectors = spec.get("detectors")
+        jurisdictions = spec.get("jurisdictions")
+        out.append(
+            AgencySpec(
+                name=str(name),
+                topic=topic,
+                description=str(spec.get("description", "")),
+                domains=_str_set(spec.get("domains", []), f"{where}.domains", frozenset(DOMAINS)),
+                min_severity=severity,
+                agreement=_parse_agreement(spec.get("agreement"), f"{where}.agreement"),
+                detectors=None if detectors is None else _str_set(detectors, f"{where}.detectors"),
+                jurisdictions=None
+                if jurisdictions is None
+                else _str_set(jurisdictions, f"{where}.jurisdictions"),
+            )
+        )
+    if not out:
+        raise _fail("agencies", "at least one agency is needed")
+    return tuple(out)
+
+
+def _parse_correlation(raw: Any) -> CorrelationSpec:
+    raw = _mapping(raw or {}, "correlation")
+    base = CorrelationSpec()
+    return CorrelationSpec(
+        window_seconds=_number(raw.get("window_seconds", base.window_seconds),
+                               "correlation.window_seconds", 1, 30 * 86400),
+        cooldown_seconds=_number(raw.get("cooldown_seconds", base.cooldown_seconds),
+                                 "correlation.cooldown_seconds", 0, 86400),
+        max_incidents=_int(raw.get("max_incidents", base.max_incidents),
+                           "correlation.max_incidents", 1),
+        max_links=_int(raw.get("max_links", base.max_links), "correlation.max_links", 1),
+        multi_domain_boost=_number(raw.get("multi_domain_boost", base.multi_domain_boost),
+                                   "correlation.multi_domain_boost", 0, 1),
+    )
+
+
+def parse_config(data: Any, source: str = "topics.yaml") -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` naming the place."""
+    try:
+        data = _mapping(data, "(top level)")
+        topics = _parse_topics(data.get("topics"))
+        return Config(
+            topics=topics,
+            detectors=_parse_detectors(data.get("detectors", {})),
+            agencies=_parse_agencies(data.get("agencies"), topics),
+            correlation=_parse_correlation(data.get("correlation")),
+            source=source,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+__all__ = [
+    "ENTITY_FIELDS",
+    "AgencySpec",
+    "Agreement",
+    "Config",
+    "ConfigError",
+    "CorrelationSpec",
+    "DetectorSpec",
+    "TopicSpec",
+    "load_config",
+    "parse_config",
+]

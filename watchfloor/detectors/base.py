@@ -1,0 +1,85 @@
+"""The detector contract.
+
+A detector is one small class in the style of river's ``AnomalyDetector``: constructor
+parameters with immutable defaults, ``learn_one`` to update state and ``score_one`` to
+return a :class:`Score` in [0, 1] with a short reason. Deciding (the threshold) is not the
+detector's job: ``topics.yaml`` sets a threshold per detector and the engine applies it.
+
+Events are plain dicts as decoded by :func:`watchfloor.streams.decoding.decode`; ``_ts``
+holds the event time in epoch seconds.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+
+class Score(NamedTuple):
+    """A detector's verdict on one event.
+
+    ``score`` is calibrated to [0, 1] so one threshold means the same for every detector;
+    ``raw`` is the uncalibrated value that caused it (a z-score, a count, a distance),
+    ``reason`` a short human-readable explanation.
+    """
+
+    score: float
+    reason: str = ""
+    raw: float = 0.0
+
+
+# Shared instance for the common case, so normal events allocate nothing.
+NORMAL = Score(0.0, "", 0.0)
+
+
+class Detector(abc.ABC):
+    """Base class for every detector, built-in or plugin.
+
+    Subclasses set the class attributes and implement ``learn_one`` and ``score_one``.
+    ``score_one`` must not change state; the engine calls ``score_one`` then
+    ``learn_one`` for each event (prequential: an event is judged before it is learnt).
+    """
+
+    #: Domains whose events this detector understands ("network", "financial", "border").
+    domains: ClassVar[tuple[str, ...]] = ()
+    #: The entity a detection is about: (entity type, event field holding its id),
+    #: e.g. ("ip", "src_ip"). Entity types: ip, account, document, person, device.
+    entity: ClassVar[tuple[str, str]] = ("", "")
+    #: The kind of threat it finds, used by routing rules and evaluation.
+    kind: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        """Update state with one event."""
+
+    @abc.abstractmethod
+    def score_one(self, event: Mapping[str, Any]) -> Score:
+        """Score one event without changing state."""
+
+    # -- river-style helpers -------------------------------------------------------
+    def _get_params(self) -> dict[str, Any]:
+        """Constructor parameters and their current values (river's ``_get_params``)."""
+        sig = inspect.signature(type(self).__init__)
+        return {
+            name: getattr(self, name)
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    def clone(self, **new_params: Any) -> Detector:
+        """A fresh, untrained copy with the same (or overridden) parameters."""
+        params = {k: copy.deepcopy(v) for k, v in self._get_params().items()}
+        params.update(new_params)
+        return type(self)(**params)
+
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        """Parameter sets the conformance suite instantiates; override for small tests."""
+        yield {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
+        return f"{type(self).__name__}({args})"

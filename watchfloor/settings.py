@@ -1,0 +1,67 @@
+"""One typed, frozen settings object, overridable from ``WATCHFLOOR_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "watchfloor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings. Every field can be set with ``WATCHFLOOR_<FIELD>``.
+
+    >>> s = Settings.from_env({"WATCHFLOOR_METRICS_PORT": "9999"})
+    >>> s.metrics_port
+    9999
+    >>> "s3cret" in repr(Settings(pseudonym_key="s3cret"))
+    False
+    """
+
+    broker: str = "kafka://127.0.0.1:9092"
+    topics_file: Path = Path("topics.yaml")
+    app_id: str = "watchfloor"
+    metrics_port: int = 9464
+    web_port: int = 6066
+    state_dir: Path = field(default_factory=_state_home)
+    batch_size: int = 500
+    batch_within: float = 0.05
+    # Secret: keyed HMAC for pseudonymised fields. repr=False keeps it out of logs.
+    pseudonym_key: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"WATCHFLOOR_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            try:
+                if kind == "int":
+                    values[f.name] = int(raw)
+                elif kind == "float":
+                    values[f.name] = float(raw)
+                elif kind == "Path":
+                    values[f.name] = Path(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ValueError(
+                    f"WATCHFLOOR_{f.name.upper()}={raw!r} is not a valid {kind}"
+                ) from None
+        return cls(**values)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL without Faust's ``kafka://`` scheme, for plain clients."""
+        return ";".join(
+            part.split("://", 1)[-1] for part in self.broker.replace(",", ";").split(";")
+        ).replace(";", ",")

@@ -1,0 +1,1 @@
+"""Streams: the Faust app, topics, decoding and validation, and the CLI."""

@@ -1,0 +1,97 @@
+"""Event contracts for the three sensor domains.
+
+Each domain names its required fields and the type each must have. Extra fields are kept.
+"""
+
+from __future__ import annotations
+
+DOMAINS: tuple[str, ...] = ("network", "financial", "border")
+
+# field -> kind. Kinds: "str" (non-empty string), "int" (64-bit integer, not bool),
+# "num" (finite int or float), "ts" (RFC 3339 string or epoch milliseconds), "port".
+REQUIRED_FIELDS: dict[str, dict[str, str]] = {
+    "network": {
+        "event_id": "str",
+        "ts": "ts",
+        "src_ip": "ip",
+        "dst_ip": "ip",
+        "dst_port": "port",
+        "protocol": "str",
+        "bytes_out": "count",
+        "bytes_in": "count",
+        "duration_ms": "num",
+    },
+    "financial": {
+        "event_id": "str",
+        "ts": "ts",
+        "account_id": "str",
+        "counterparty_id": "str",
+        "amount": "num",
+        "currency": "str",
+        "country": "str",
+    },
+    "border": {
+        "event_id": "str",
+        "ts": "ts",
+        "document_id": "str",
+        "nationality": "str",
+        "crossing_point": "str",
+        "direction": "str",
+    },
+}
+
+# The typed entity each domain's events are primarily about: (entity type, event field).
+ENTITY_FIELDS: dict[str, tuple[str, str]] = {
+    "network": ("ip", "src_ip"),
+    "financial": ("account", "account_id"),
+    "border": ("document", "document_id"),
+}
+
+EXAMPLES: dict[str, dict[str, object]] = {
+    "network": {
+        "event_id": "net-000001",
+        "ts": "2026-11-24T21:04:05.123Z",
+        "src_ip": "10.20.3.44",
+        "dst_ip": "203.0.113.9",
+        "dst_port": 443,
+        "protocol": "tcp",
+        "bytes_out": 18234,
+        "bytes_in": 923311,
+        "duration_ms": 5321,
+        "sensor": "dc1-tap-2",
+    },
+    "financial": {
+        "event_id": "fin-000001",
+        "ts": 1795640645123,
+        "account_id": "ACC-0042-7781",
+        "counterparty_id": "ACC-9911-0003",
+        "amount": 9400.0,
+        "currency": "EUR",
+        "country": "NL",
+        "channel": "online",
+    },
+    "border": {
+        "event_id": "brd-000001",
+        "ts": "2026-11-24T21:04:05+01:00",
+        "document_id": "P1234567",
+        "nationality": "FRA",
+        "crossing_point": "CDG-T2",
+        "direction": "entry",
+        "person_name": "JEAN DUPONT",
+    },
+}
+
+# Optional fields that tie an event's primary entity to others (entity links, one hop):
+# field -> entity type. A transaction made from an IP, a crossing carrying a person, ...
+LINK_FIELDS: dict[str, dict[str, str]] = {
+    "network": {"account_id": "account", "device_id": "device", "person_id": "person"},
+    "financial": {"src_ip": "ip", "device_id": "device", "person_id": "person"},
+    "border": {"person_id": "person", "device_id": "device"},
+}
+
+# The field naming the jurisdiction an event belongs to, for agency routing rules.
+JURISDICTION_FIELDS: dict[str, str] = {
+    "network": "country",
+    "financial": "country",
+    "border": "nationality",
+}

@@ -42,7 +42,12 @@ class TopicSpec:
     @property
     def configs(self) -> dict[str, str]:
         """Broker-side topic configs, as ``kafka-configs`` names them."""
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        configs = {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        if self.role == "input":
+            # The broker stamps arrival time, so alert latency is measured from the moment
+            # the event reached Kafka, not from a sensor's clock.
+            configs["message.timestamp.type"] = "LogAppendTime"
+        return configs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,36 @@
+"""The Faust app: one scoring agent per domain, one alert agent, one feedback agent."""
+
+from __future__ import annotations
+
+import faust
+
+from watchfloor.streams import agents
+from watchfloor.streams.runtime import Runtime
+
+
+def create_app(rt: Runtime) -> faust.App:
+    s, cfg = rt.settings, rt.config
+    app = faust.App(
+        s.app_id,
+        broker=s.broker,
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.002,
+        broker_max_poll_records=s.batch_size,
+        web_enabled=False,
+        topic_allow_declare=False,  # topics come from topics.yaml (`topics apply`)
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes)
+
+    for domain, spec in cfg.input_topics.items():
+        app.agent(topic(spec.name), name=f"score-{domain}")(agents.scoring_agent(app, rt, domain))
+    app.agent(topic(cfg.topic("detections").name), name="alerts")(agents.alert_agent(app, rt))
+    app.agent(topic(cfg.topic("feedback").name), name="feedback")(agents.feedback_agent(app, rt))
+    return app

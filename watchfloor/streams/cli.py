@@ -1,0 +1,299 @@
+"""The ``watchfloor`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from watchfloor.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings.from_env()
+    if getattr(args, "topics_file", None):
+        s = Settings(**{**s.__dict__, "topics_file": Path(args.topics_file)})
+    return s
+
+
+def _config(args: argparse.Namespace):
+    from watchfloor.config import load_config
+
+    return load_config(_settings(args).topics_file)
+
+
+# -- kafka ---------------------------------------------------------------------
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from watchfloor.streams.kafka_local import KafkaLauncherError, LocalKafka
+
+    broker = LocalKafka(port=args.port, data_dir=args.data_dir)
+    try:
+        if args.action == "start":
+            print(broker.start())
+        elif args.action == "stop":
+            print(broker.stop())
+        else:
+            ok, line = broker.status()
+            print(line)
+            return 0 if ok else 3
+    except KafkaLauncherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- topics --------------------------------------------------------------------
+def cmd_topics(args: argparse.Namespace) -> int:
+    from watchfloor.streams.topics import apply_topics
+
+    settings = _settings(args)
+    report = asyncio.run(apply_topics(_config(args), settings.bootstrap_servers))
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+# -- worker --------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+    from prometheus_client import start_http_server
+
+    from watchfloor.streams.app import create_app
+    from watchfloor.streams.runtime import Runtime
+
+    rt = Runtime.build(_settings(args))
+    server, _thread = start_http_server(rt.settings.metrics_port, registry=rt.metrics.registry)
+    print(f"metrics at http://127.0.0.1:{rt.settings.metrics_port}/metrics", flush=True)
+    app = create_app(rt)
+    worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        server.shutdown()
+    return 0
+
+
+# -- simulate ------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from watchfloor.streams.simulate import publish
+
+    settings = _settings(args)
+    counts = asyncio.run(
+        publish(settings.bootstrap_servers, rate=args.rate, duration=args.duration,
+                seed=args.seed, days=args.days)
+    )
+    print(orjson.dumps(counts, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    return 0
+
+
+# -- tail ----------------------------------------------------------------------
+def format_alert(alert: dict) -> str:
+    """One readable line (or two) for an alert as an operations centre receives it."""
+    if alert.get("kind") == "deconfliction":
+        others = ", ".join(f"{o.get('agency')} ({o.get('alert_id')})" for o in alert.get("others", []))
+        return f"[DECONFLICT] {alert.get('alert_id')} also held by: {others}"
+    sev = str(alert.get("severity", "?")).upper()
+    ents = ", ".join(f"{e.get('type')}:{e.get('id')}" for e in alert.get("entities", []))
+    dets = "; ".join(
+        f"{d.get('detector')}" + (f": {d['reason']}" if d.get("reason") else "")
+        for d in alert.get("detections", [])[-3:]
+    )
+    score = alert.get("score")
+    score_txt = f" score {score:.2f}" if isinstance(score, int | float) else ""
+    return (
+        f"[{sev:8}] {alert.get('updated_at', alert.get('created_at', ''))} "
+        f"{alert.get('alert_id')} v{alert.get('version')}{score_txt} "
+        f"domains={','.join(alert.get('domains', []))} entities={ents}\n           {dets}"
+    )
+
+
+async def _tail(bootstrap: str, topic: str, as_json: bool, from_beginning: bool,
+                max_messages: int | None, timeout: float | None) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.topics()  # refresh metadata once
+            parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            print(f"error: topic {topic!r} does not exist (run `watchfloor topics apply`)",
+                  file=sys.stderr)
+            return 2
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        seen = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while max_messages is None or seen < max_messages:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            batch = await consumer.getmany(timeout_ms=500, max_records=100)
+            for records in batch.values():
+                for rec in records:
+                    if as_json:
+                        sys.stdout.write(rec.value.decode("utf-8", "replace") + "\n")
+                    else:
+                        try:
+                            print(format_alert(orjson.loads(rec.value)))
+                        except (orjson.JSONDecodeError, AttributeError):
+                            print(f"(unreadable message at offset {rec.offset})")
+                    seen += 1
+                    if max_messages is not None and seen >= max_messages:
+                        break
+            sys.stdout.flush()
+    finally:
+        await consumer.stop()
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    agency = next((a for a in cfg.agencies if a.name == args.agency), None)
+    if agency is None:
+        print(f"error: unknown agency {args.agency!r}; agencies: "
+              f"{', '.join(a.name for a in cfg.agencies)}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_tail(_settings(args).bootstrap_servers, agency.topic, args.json,
+                                 args.from_beginning, args.max, args.timeout))
+    except KeyboardInterrupt:
+        return 0
+
+
+# -- ack -----------------------------------------------------------------------
+def cmd_ack(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    cfg = _config(args)
+    if args.agency not in {a.name for a in cfg.agencies}:
+        print(f"error: unknown agency {args.agency!r}", file=sys.stderr)
+        return 2
+    record = {
+        "alert_id": args.alert_id,
+        "agency": args.agency,
+        "action": args.action,
+        "ts": int(time.time() * 1000),
+    }
+    if args.verdict:
+        record["verdict"] = args.verdict
+    if args.note:
+        record["note"] = args.note
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=_settings(args).bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(cfg.topic("feedback").name, orjson.dumps(record),
+                                         key=args.alert_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(f"{args.action} sent for {args.alert_id} by {args.agency}")
+    return 0
+
+
+# -- detectors -----------------------------------------------------------------
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from watchfloor.detectors.registry import DetectorConfigError, discover
+
+    try:
+        registry = discover()
+    except DetectorConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    cfg = _config(args)
+    enabled: dict[str, list[str]] = {}
+    for spec in cfg.detectors:
+        enabled.setdefault(spec.name, []).append(f"{spec.domain}@{spec.threshold:g}")
+    rows = [("NAME", "DOMAINS", "ENTITY", "PACKAGE", "ENABLED (domain@threshold)")]
+    for name, reg in sorted(registry.items()):
+        rows.append((
+            name, ",".join(reg.cls.domains), ":".join(reg.cls.entity), reg.package,
+            ", ".join(enabled.get(name, [])) or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="watchfloor", description=__doc__)
+    p.add_argument("--topics-file", help="topics.yaml to use (default $WATCHFLOOR_TOPICS_FILE)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) broker")
+    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--port", type=int, default=9092)
+    k.add_argument("--data-dir", type=Path, default=None)
+    k.set_defaults(func=cmd_kafka)
+
+    t = sub.add_parser("topics", help="create the topics of topics.yaml, report drift")
+    t.add_argument("action", choices=["apply"])
+    t.set_defaults(func=cmd_topics)
+
+    w = sub.add_parser("worker", help="run the stream-processing worker")
+    w.add_argument("--loglevel", default="warning")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("simulate", help="publish synthetic sensor traffic with labelled threats")
+    s.add_argument("--rate", type=float, default=500.0, help="events per second")
+    s.add_argument("--duration", type=float, default=60.0, help="seconds of wall-clock time")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
+    s.set_defaults(func=cmd_simulate)
+
+    tl = sub.add_parser("tail", help="print an agency's alerts as they arrive")
+    tl.add_argument("agency")
+    tl.add_argument("--json", action="store_true", help="one JSON alert per line")
+    tl.add_argument("--from-beginning", action="store_true")
+    tl.add_argument("--max", type=int, default=None, help="stop after N messages")
+    tl.add_argument("--timeout", type=float, default=None, help="stop after S seconds")
+    tl.set_defaults(func=cmd_tail)
+
+    a = sub.add_parser("ack", help="acknowledge an alert for an agency")
+    a.add_argument("alert_id")
+    a.add_argument("--agency", required=True)
+    a.add_argument("--action", choices=["ack", "escalate", "close"], default="ack")
+    a.add_argument("--verdict", choices=["true_positive", "false_positive"])
+    a.add_argument("--note")
+    a.set_defaults(func=cmd_ack)
+
+    d = sub.add_parser("detectors", help="installed detectors")
+    d.add_argument("action", choices=["list"])
+    d.set_defaults(func=cmd_detectors)
+
+    dm = sub.add_parser("demo", help="broker + topics + worker + simulator, alerts on screen")
+    dm.add_argument("--rate", type=float, default=300.0)
+    dm.add_argument("--agency", default="cert")
+    dm.set_defaults(func=lambda a: __import__("watchfloor.streams.demo", fromlist=["run"]).run(a))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from watchfloor.config import ConfigError
+    from watchfloor.detectors.registry import DetectorConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DetectorConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,4 +33,13 @@ def create_app(rt: Runtime) -> faust.App:
         app.agent(topic(spec.name), name=f"score-{domain}")(agents.scoring_agent(app, rt, domain))
     app.agent(topic(cfg.topic("detections").name), name="alerts")(agents.alert_agent(app, rt))
     app.agent(topic(cfg.topic("feedback").name), name="feedback")(agents.feedback_agent(app, rt))
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:
+        rt.metrics.assigned_partitions.set(len(assigned))
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: object, revoked: set, **kwargs: object) -> None:
+        rt.metrics.assigned_partitions.set(0)
+
     return app

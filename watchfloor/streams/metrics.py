@@ -91,6 +91,10 @@ class Metrics:
             "watchfloor_batch_seconds", "Time to process one batch of input (decode to send)",
             ["stage"], registry=r,
         )
+        self.assigned_partitions = Gauge(
+            "watchfloor_assigned_partitions", "Topic partitions assigned to this worker",
+            registry=r,
+        )
         self.lag = Gauge(
             "watchfloor_consumer_lag", "Records behind the end of the input topic",
             ["topic", "partition"], registry=r,

@@ -1,0 +1,48 @@
+# watchfloor: `make demo` to see it run, `make test` to test it. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-unit lint bench prometheus kafka-start kafka-stop clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+# Prometheus from Debian's package, for the integration tests that scrape the worker.
+prometheus:
+	@bash deploy/prometheus/install.sh
+
+demo: install
+	$(BIN)/watchfloor demo
+
+# The whole suite. The session fixture starts a local Kafka broker (jars fetched once with
+# Maven) unless WATCHFLOOR_BROKER points at an existing one.
+test: install prometheus
+	$(BIN)/python -m ruff check watchfloor tests
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not broker and not prometheus"
+
+lint: install
+	$(BIN)/python -m ruff check watchfloor tests
+
+bench: install
+	$(BIN)/python benchmarks/bench_detectors.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+kafka-start: install
+	$(BIN)/watchfloor kafka start
+
+kafka-stop: install
+	$(BIN)/watchfloor kafka stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -6,6 +6,8 @@ to import or bad parameters raise here, before any message is consumed.
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -16,6 +18,21 @@ from watchfloor.detectors.engine import DomainEngine, build_engines
 from watchfloor.settings import Settings
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
+
+
+def pseudonym_key(settings: Settings) -> bytes:
+    """The pseudonymisation key: ``WATCHFLOOR_PSEUDONYM_KEY``, or one generated once and
+    kept (mode 0600) in the state dir so pseudonyms stay stable across restarts. Production
+    deployments set it explicitly and share it between the workers of one group."""
+    if settings.pseudonym_key:
+        return settings.pseudonym_key.encode()
+    path = settings.state_dir / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
 
 
 @dataclass
@@ -48,7 +65,7 @@ class Runtime:
             on_error=lambda name, exc: metrics.detector_error_counter(name).inc(),
             on_detection=lambda name: metrics.detection_counter(name).inc(),
         )
-        key = settings.pseudonym_key.encode()
+        key = pseudonym_key(settings)
         return cls(
             settings=settings,
             config=config,

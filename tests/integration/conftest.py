@@ -1,0 +1,111 @@
+"""A real worker process against the real broker, shared by the integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from watchfloor.config import Config
+from watchfloor.streams.topics import apply_topics
+from tests.kafka_helpers import run
+
+
+@dataclass
+class Worker:
+    bootstrap: str
+    metrics_url: str
+    metrics_port: int
+    app_id: str
+    log: Path
+    proc: subprocess.Popen
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            return resp.read().decode()
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def worker_env(bootstrap: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        WATCHFLOOR_BROKER=f"kafka://{bootstrap}",
+        WATCHFLOOR_TOPICS_FILE=str(ROOT / "topics.yaml"),
+        WATCHFLOOR_PSEUDONYM_KEY="integration-test-key-not-secret",
+        WATCHFLOOR_BATCH_WITHIN="0.02",
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(bootstrap: str, config: Config, tmp: Path, **extra: str) -> Worker:
+    port = free_port()
+    app_id = extra.pop("app_id", f"wf-test-{uuid.uuid4().hex[:8]}")
+    log = tmp / f"worker-{app_id}.log"
+    env = worker_env(bootstrap, WATCHFLOOR_METRICS_PORT=str(port), WATCHFLOOR_APP_ID=app_id,
+                     WATCHFLOOR_STATE_DIR=str(tmp / app_id), **extra)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchfloor.streams.cli", "worker", "--loglevel", "info"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
+        )
+    w = Worker(bootstrap, f"http://127.0.0.1:{port}/metrics", port, app_id, log, proc)
+    wanted = sum(t.partitions for t in config.topics if t.role in ("input", "detections", "feedback"))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"worker exited with {proc.returncode}:\n{w.log_tail()}")
+        try:
+            if metric_value(w.metrics(), "watchfloor_assigned_partitions") >= wanted:
+                return w
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"worker was not assigned its {wanted} partitions within 90 s:\n{w.log_tail()}")
+
+
+def stop_worker(w: Worker) -> None:
+    if w.proc.poll() is None:
+        w.proc.terminate()
+        try:
+            w.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def topics(broker: str, config: Config) -> str:
+    run(apply_topics(config, broker))
+    return broker
+
+
+@pytest.fixture(scope="session")
+def worker(topics: str, config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    w = start_worker(topics, config, tmp_path_factory.mktemp("worker"))
+    yield w
+    stop_worker(w)

@@ -1,0 +1,90 @@
+"""``watchfloor demo``: everything on one machine, alerts on screen, Ctrl-C stops it all.
+
+Starts the local broker unless ``WATCHFLOOR_BROKER`` is set, applies topics, starts a
+worker and the simulator as child processes, tails one agency's alerts and prints the
+metrics URL. Everything it started, it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from watchfloor.config import load_config
+from watchfloor.settings import Settings
+
+
+def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = resp.read().decode()
+            for line in body.splitlines():
+                if line.startswith("watchfloor_assigned_partitions ") and float(line.split()[1]) > 0:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from watchfloor.streams.cli import _tail
+    from watchfloor.streams.kafka_local import LocalKafka
+    from watchfloor.streams.topics import apply_topics
+
+    settings = Settings.from_env()
+    started_broker: LocalKafka | None = None
+    if "WATCHFLOOR_BROKER" not in os.environ:
+        local = LocalKafka()
+        line = local.start()
+        print(line, flush=True)
+        # A broker that was already running before the demo is left running after it.
+        started_broker = None if "already running" in line else local
+        settings = Settings(**{**settings.__dict__, "broker": f"kafka://{local.bootstrap}"})
+    config = load_config(settings.topics_file)
+    for line in asyncio.run(apply_topics(config, settings.bootstrap_servers)).lines():
+        print(line)
+    env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker)
+    children: list[subprocess.Popen] = []
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "watchfloor.streams.cli", "worker"], env=env)
+        children.append(worker)
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        if not _wait_metrics(url, worker):
+            print("error: the worker did not start; see its output above", file=sys.stderr)
+            return 1
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "watchfloor.streams.cli", "simulate", "--rate", str(args.rate),
+             "--duration", "86400", "--seed", "7"],
+            env=env, stdout=subprocess.DEVNULL,
+        )
+        children.append(sim)
+        agency = next((a for a in config.agencies if a.name == args.agency), config.agencies[0])
+        print(f"\nwatchfloor is running. Metrics: {url}\n"
+              f"Alerts for {agency.name} ({agency.description}) appear below as the simulator's "
+              f"threats are detected; other agencies: "
+              f"{', '.join(a.name for a in config.agencies if a is not agency)} "
+              f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n", flush=True)
+        asyncio.run(_tail(settings.bootstrap_servers, agency.topic, False, False, None, None))
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT if child is children[0] else signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if started_broker is not None:
+            print(started_broker.stop())
+    return 0

@@ -1,0 +1,131 @@
+"""AlertStage end to end with the real topics.yaml: alerts, notices, audit, feedback."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from watchfloor.alerts.audit import verify
+from watchfloor.alerts.stage import AlertStage, Outgoing
+from watchfloor.config import Config
+from watchfloor.streams.decoding import InvalidEvent
+
+Det = Callable[..., dict[str, Any]]
+T0 = 1_790_000_000.0
+
+
+def stage(config: Config, key: bytes) -> AlertStage:
+    return AlertStage(config, key, chain="w0", clock=lambda: T0 + 5.0)
+
+
+def kinds(out: list[Outgoing]) -> list[tuple[str, str, str]]:
+    return [(o.kind, o.agency, o.topic) for o in out]
+
+
+def test_high_network_alert_goes_to_cert_and_ctpu_with_audit(
+    config: Config, key: bytes, det: Det
+) -> None:
+    out = stage(config, key).process(det(score=0.92, arrival=T0 + 0.25))
+    assert kinds(out)[:4] == [
+        ("alert", "cert", "alerts.cert"), ("audit", "cert", "audit.sharing"),
+        ("alert", "ctpu", "alerts.ctpu"), ("audit", "ctpu", "audit.sharing"),
+    ]
+    # Both received the incident about the same entity: each is told of the other.
+    assert sorted(k for k in kinds(out)[4:]) == [
+        ("audit", "cert", "audit.sharing"), ("audit", "ctpu", "audit.sharing"),
+        ("notice", "cert", "alerts.cert"), ("notice", "ctpu", "alerts.ctpu"),
+    ]
+    alert = orjson.loads(out[0].value)
+    assert out[0].key == alert["alert_id"].encode()
+    assert (alert["agency"], alert["agreement"], alert["version"]) == ("cert", "CERT-NET-2026", 1)
+    assert all(o.severity == "high" and o.arrival == T0 + 0.25 for o in out)
+    ctpu = orjson.loads(out[2].value)
+    assert ctpu["entities"][0]["id"].startswith("ps_")
+    audit = [orjson.loads(o.value) for o in out if o.kind == "audit"]
+    assert verify(audit) == []
+    assert audit[1]["agency"] == "ctpu"
+    assert audit[1]["pseudonymised"] == ["detections.entity.id", "entities.id"]  # no links
+    assert audit[1]["redacted"] == ["detections.reason"]
+    notice = next(orjson.loads(o.value) for o in out if o.kind == "notice")
+    assert notice["kind"] == "deconfliction" and "entities" not in notice
+
+
+def test_suppressed_detection_publishes_nothing(config: Config, key: bytes, det: Det) -> None:
+    s = stage(config, key)
+    assert s.process(det(t=T0)) != []
+    assert s.process(det(t=T0 + 10)) == []
+
+
+def test_low_severity_reaches_only_domain_agency(config: Config, key: bytes, det: Det) -> None:
+    out = stage(config, key).process(det("account:A1", "fan_out", "financial", score=0.5))
+    assert kinds(out) == [("alert", "fiu", "alerts.fiu"), ("audit", "fiu", "audit.sharing")]
+
+
+def test_key_never_in_any_outgoing(config: Config, key: bytes, det: Det) -> None:
+    s = stage(config, key)
+    blob = b""
+    for i in range(30):
+        for o in s.process(det(f"ip:10.0.0.{i % 7}", ["port_scan", "beaconing"][i % 2],
+                               t=T0 + 400 * i, links=(f"account:A{i % 3}",))):
+            blob += o.value + o.key
+    assert blob and key not in blob and key.hex().encode() not in blob
+    assert key not in pickle.dumps(s.state())
+    assert key.decode() not in repr(s)
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+
+
+def test_checkpoint_restore_gives_same_messages(config: Config, key: bytes, det: Det) -> None:
+    s = stage(config, key)
+    s.process(det(t=T0, links=("account:A1",)))
+    restored = AlertStage(config, key, state=pickle.loads(pickle.dumps(s.state())),
+                          clock=lambda: T0 + 5.0)
+    nxt = det("account:A1", "structuring", "financial", t=T0 + 60)
+    assert restored.process(nxt) == s.process(nxt)
+
+
+def test_audit_chain_spans_detections(config: Config, key: bytes, det: Det) -> None:
+    s = stage(config, key)
+    records = []
+    for i in range(20):
+        out = s.process(det(f"ip:10.0.0.{i % 4}", t=T0 + 301 * i, score=0.9 + i / 500))
+        records += [orjson.loads(o.value) for o in out if o.kind == "audit"]
+    assert len(records) > 20 and verify(records) == []
+
+
+def test_feedback_lowers_weight_and_severity(config: Config, key: bytes, det: Det) -> None:
+    s = stage(config, key)
+    first = s.process(det(score=0.92))
+    aid = orjson.loads(first[0].value)["alert_id"]
+    fb = orjson.dumps({"alert_id": aid, "agency": "cert", "action": "close",
+                       "verdict": "false_positive", "ts": int((T0 + 65) * 1000)})
+    assert s.feedback(fb, now=T0 + 70) == (60.0, "high", ("port_scan",))
+    assert s.correlator.weights["port_scan"] == 0.8
+    out = s.process(det("ip:10.9.9.9", score=0.92, t=T0 + 100))
+    assert {o.severity for o in out} == {"medium"}  # 0.92 * 0.8 = 0.736
+    with pytest.raises(InvalidEvent):
+        s.feedback(orjson.dumps({"alert_id": aid, "agency": "nsa", "action": "ack",
+                                 "ts": int(T0 * 1000)}))
+
+
+def test_malformed_detection_raises(config: Config, key: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        stage(config, key).process({"detector": "x"})
+
+
+def test_cost_per_detection(config: Config, key: bytes, det: Det) -> None:
+    """Not a benchmark gate: a generous bound that catches accidental O(n) per detection."""
+    s = AlertStage(config, key)
+    dets = [det(f"ip:10.{i >> 8 & 255}.{i & 255}.{i % 5}", ["port_scan", "beaconing"][i % 2],
+                t=T0 + i * 0.5, score=0.9 + (i % 10) / 100, links=(f"account:A{i % 997}",))
+            for i in range(20_000)]
+    start = time.perf_counter()
+    n_out = sum(len(s.process(d)) for d in dets)
+    per = (time.perf_counter() - start) / len(dets) * 1e6
+    print(f"\nAlertStage.process: {per:.1f} us/detection, {n_out / len(dets):.1f} messages each")
+    assert per < 2000

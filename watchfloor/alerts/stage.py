@@ -1,0 +1,179 @@
+"""The alerts stage: detection in, messages out (alerts, deconfliction notices, audit).
+
+Plain Python: the Faust agent reading the detections topic calls :meth:`AlertStage.process`
+for each detection and publishes every returned :class:`Outgoing`. Delivery contract:
+**publish all Outgoing of a detection (and wait for the broker's acks) before committing
+that detection's input offset.** After a crash the detection is read again; alert ids are
+deterministic and a replayed duplicate is suppressed by the correlator (or, if the
+checkpoint predates it, produces the same alert id and version again), so agencies may see
+a version twice but never miss one; they deduplicate on (alert_id, version).
+
+State to checkpoint: :meth:`AlertStage.state` (picklable; holds no master key). Restore
+with ``AlertStage(config, key, state=...)``; the audit chain can also be continued from
+the last published audit record with ``AuditChain.from_last``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+from watchfloor.alerts.agreements import check_key
+from watchfloor.alerts.audit import AuditChain
+from watchfloor.alerts.correlation import Correlator
+from watchfloor.alerts.deconfliction import Deconflictor
+from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
+from watchfloor.alerts.routing import Router
+from watchfloor.config import Config
+from watchfloor.streams.decoding import InvalidEvent
+
+# What a deconfliction notice discloses, for its audit record.
+NOTICE_FIELDS = ("others.agency", "others.alert_id")
+
+
+class Outgoing(NamedTuple):
+    """One message to publish.
+
+    ``kind`` is "alert", "notice" or "audit"; ``agency`` and ``severity`` are metric labels
+    (the recipient and the alert's severity); ``arrival`` is the Kafka arrival time (epoch
+    s) of the detection that produced this alert version, for the end-to-end latency
+    metric (the earliest arrival of the evidence this version is news about).
+    """
+
+    topic: str
+    key: bytes
+    value: bytes
+    kind: str
+    agency: str
+    severity: str
+    arrival: float
+
+
+class AlertStage:
+    """Correlate, route under agreements, deconflict and audit.
+
+    ``key`` is the pseudonymisation master key (>= 16 bytes); only sub-keys derived from
+    it are kept. ``clock`` gives the wall-clock time of audit records and publications.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        key: bytes,
+        *,
+        chain: str = "alerts-0",
+        state: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        key = check_key(key)
+        self.config = config
+        self.router = Router(config.agencies, key)
+        self._agreement = {a.name: a.agreement.name for a in config.agencies}
+        self._topic = {a.name: a.topic for a in config.agencies}
+        self.audit_topic = config.topic("audit").name
+        self._clock = clock
+        if state is None:
+            corr = config.correlation
+            id_key = hmac.digest(key, b"watchfloor/alert-id/v1", "sha256")
+            self.correlator = Correlator(corr, id_key=id_key)
+            self.audit = AuditChain(chain)
+            self.deconflictor = Deconflictor(corr.window_seconds, corr.max_incidents)
+            self.tracker = ResponseTracker()
+        else:
+            self.correlator = state["correlator"]
+            self.audit = state["audit"]
+            self.deconflictor = state["deconflictor"]
+            self.tracker = state["tracker"]
+
+    def __repr__(self) -> str:
+        return f"AlertStage({self.correlator!r}, {self.audit!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("AlertStage holds key material; checkpoint AlertStage.state() instead")
+
+    def state(self) -> dict[str, Any]:
+        """Picklable checkpoint of everything the stage learned (no master key)."""
+        return {
+            "correlator": self.correlator,
+            "audit": self.audit,
+            "deconflictor": self.deconflictor,
+            "tracker": self.tracker,
+        }
+
+    def process(self, detection: Mapping[str, Any]) -> list[Outgoing]:
+        """All messages caused by one detection (empty when suppressed).
+
+        Raises InvalidEvent for a malformed detection (dead-letter it and commit).
+        """
+        alert = self.correlator.add(detection)
+        if alert is None:
+            return []
+        arrival = detection.get("arrival")
+        arrival = float(arrival) if type(arrival) in (float, int) else float("nan")
+        now = self._clock()
+        severity = alert["severity"]
+        aid = alert["alert_id"]
+        akey = aid.encode()
+        ckey = self.audit.chain.encode()
+        version = alert["version"]
+        detectors = {d["detector"] for d in alert["detections"]}
+        out: list[Outgoing] = []
+        delivered: list[str] = []
+        for d in self.router.route(alert):
+            out.append(
+                Outgoing(d.topic, akey, orjson.dumps(d.value), "alert", d.agency, severity, arrival)
+            )
+            rec = self.audit.append(
+                alert_id=aid, version=version, agency=d.agency, agreement=d.agreement,
+                shared=d.shared, pseudonymised=d.pseudonymised, redacted=d.redacted, time=now,
+            )
+            out.append(
+                Outgoing(
+                    self.audit_topic, ckey, orjson.dumps(rec), "audit", d.agency, severity, arrival
+                )
+            )
+            self.tracker.published(aid, d.agency, severity, detectors, now)
+            delivered.append(d.agency)
+        t = float(detection["event_time"])
+        for n in self.deconflictor.observe(alert, delivered, t):
+            agency = n["agency"]
+            n["agreement"] = self._agreement[agency]
+            out.append(
+                Outgoing(
+                    self._topic[agency], n["alert_id"].encode(), orjson.dumps(n), "notice",
+                    agency, severity, arrival,
+                )
+            )
+            rec = self.audit.append(
+                alert_id=n["alert_id"], version=0, agency=agency, agreement=n["agreement"],
+                shared=NOTICE_FIELDS, pseudonymised=(), redacted=(), time=now,
+                kind="deconfliction",
+            )
+            out.append(
+                Outgoing(self.audit_topic, ckey, orjson.dumps(rec), "audit", agency, severity,
+                         arrival)
+            )
+        return out
+
+    def feedback(
+        self, raw: bytes | None, now: float | None = None
+    ) -> tuple[float, str, tuple[str, ...]] | None:
+        """Apply one feedback message; return (latency s, severity, detectors) on first
+        response of an agency to an alert, else None. Raises InvalidEvent if malformed.
+
+        Verdicts update detector weights, which the correlator uses from the next alert on.
+        """
+        fb = parse_feedback(raw)
+        if fb["agency"] not in self._agreement:
+            raise InvalidEvent("bad_value", f"unknown agency {fb['agency'][:64]!r}")
+        result = self.tracker.feedback(fb, self._clock() if now is None else now)
+        if fb["verdict"] is not None:
+            self.correlator.weights = self.tracker.weights
+        return result
+
+
+__all__ = ["NOTICE_FIELDS", "AlertStage", "Outgoing"]

@@ -8,10 +8,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+
+from watchfloor.streams.clients import assigned_consumer
 
 
-async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+async def produce(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -22,13 +26,10 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await assigned_consumer(bootstrap, topic, from_beginning=False)
+    assert consumer is not None, f"no topic {topic}"
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: off for tp, off in ends.items()}
+        return {tp.partition: await consumer.position(tp) for tp in consumer.assignment()}
     finally:
         await consumer.stop()
 
@@ -43,18 +44,10 @@ async def collect(
 ) -> list[dict[str, Any]]:
     """Read JSON records of ``topic`` from ``start`` offsets (default beginning) that
     ``match``, until ``until(records)`` is true or ``timeout`` passes; return them."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await assigned_consumer(bootstrap, topic, from_beginning=True, start=start)
+    assert consumer is not None, f"no topic {topic}"
     found: list[dict[str, Any]] = []
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        for tp in tps:
-            if start and tp.partition in start:
-                consumer.seek(tp, start[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not until(found):
             batch = await consumer.getmany(timeout_ms=300, max_records=1000)
@@ -68,5 +61,5 @@ async def collect(
     return found
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny sync wrapper for tests
+def run(coro):
     return asyncio.run(coro)

@@ -152,7 +152,12 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
         where = f"topics.{name}"
         spec = _mapping(spec, where)
         unknown = set(spec) - {
-            "partitions", "retention_ms", "cleanup_policy", "role", "domain", "description"
+            "partitions",
+            "retention_ms",
+            "cleanup_policy",
+            "role",
+            "domain",
+            "description",
         }
         if unknown:
             raise _fail(where, f"unknown keys {sorted(unknown)}")
@@ -169,7 +174,9 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
             TopicSpec(
                 name=str(name),
                 partitions=_int(spec.get("partitions", 1), f"{where}.partitions", 1),
-                retention_ms=_int(spec.get("retention_ms", 604_800_000), f"{where}.retention_ms", -1),
+                retention_ms=_int(
+                    spec.get("retention_ms", 604_800_000), f"{where}.retention_ms", -1
+                ),
                 cleanup_policy=cleanup,
                 role=role,
                 domain=domain,
@@ -225,7 +232,9 @@ def _parse_agreement(raw: Any, where: str) -> Agreement:
                 f"unknown alert field; valid: {', '.join(sorted(CONTENT_FIELDS))}",
             )
         if policy not in FIELD_POLICIES:
-            raise _fail(f"{where}.fields.{path}", f"policy {policy!r} not in {sorted(FIELD_POLICIES)}")
+            raise _fail(
+                f"{where}.fields.{path}", f"policy {policy!r} not in {sorted(FIELD_POLICIES)}"
+            )
         fields[path] = policy
     return Agreement(name=name, fields=MappingProxyType(fields))
 
@@ -238,7 +247,9 @@ def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec
         spec = _mapping(spec, where)
         topic = spec.get("topic", f"alerts.{name}")
         if topic not in alert_topics:
-            raise _fail(f"{where}.topic", f"{topic!r} is not declared under topics with role alerts")
+            raise _fail(
+                f"{where}.topic", f"{topic!r} is not declared under topics with role alerts"
+            )
         severity = spec.get("min_severity", "low")
         if severity not in SEVERITIES:
             raise _fail(f"{where}.min_severity", f"{severity!r} not in {list(SEVERITIES)}")
@@ -267,15 +278,28 @@ def _parse_correlation(raw: Any) -> CorrelationSpec:
     raw = _mapping(raw or {}, "correlation")
     base = CorrelationSpec()
     return CorrelationSpec(
-        window_seconds=_number(raw.get("window_seconds", base.window_seconds),
-                               "correlation.window_seconds", 1, 30 * 86400),
-        cooldown_seconds=_number(raw.get("cooldown_seconds", base.cooldown_seconds),
-                                 "correlation.cooldown_seconds", 0, 86400),
-        max_incidents=_int(raw.get("max_incidents", base.max_incidents),
-                           "correlation.max_incidents", 1),
+        window_seconds=_number(
+            raw.get("window_seconds", base.window_seconds),
+            "correlation.window_seconds",
+            1,
+            30 * 86400,
+        ),
+        cooldown_seconds=_number(
+            raw.get("cooldown_seconds", base.cooldown_seconds),
+            "correlation.cooldown_seconds",
+            0,
+            86400,
+        ),
+        max_incidents=_int(
+            raw.get("max_incidents", base.max_incidents), "correlation.max_incidents", 1
+        ),
         max_links=_int(raw.get("max_links", base.max_links), "correlation.max_links", 1),
-        multi_domain_boost=_number(raw.get("multi_domain_boost", base.multi_domain_boost),
-                                   "correlation.multi_domain_boost", 0, 1),
+        multi_domain_boost=_number(
+            raw.get("multi_domain_boost", base.multi_domain_boost),
+            "correlation.multi_domain_boost",
+            0,
+            1,
+        ),
     )
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.kafka_helpers import run
 from watchfloor.config import Config
 from watchfloor.streams.topics import apply_topics
-from tests.kafka_helpers import run
 
 
 @dataclass
@@ -65,15 +65,25 @@ def start_worker(bootstrap: str, config: Config, tmp: Path, **extra: str) -> Wor
     port = free_port()
     app_id = extra.pop("app_id", f"wf-test-{uuid.uuid4().hex[:8]}")
     log = tmp / f"worker-{app_id}.log"
-    env = worker_env(bootstrap, WATCHFLOOR_METRICS_PORT=str(port), WATCHFLOOR_APP_ID=app_id,
-                     WATCHFLOOR_STATE_DIR=str(tmp / app_id), **extra)
+    env = worker_env(
+        bootstrap,
+        WATCHFLOOR_METRICS_PORT=str(port),
+        WATCHFLOOR_APP_ID=app_id,
+        WATCHFLOOR_STATE_DIR=str(tmp / app_id),
+        **extra,
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "watchfloor.streams.cli", "worker", "--loglevel", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
         )
     w = Worker(bootstrap, f"http://127.0.0.1:{port}/metrics", port, app_id, log, proc)
-    wanted = sum(t.partitions for t in config.topics if t.role in ("input", "detections", "feedback"))
+    wanted = sum(
+        t.partitions for t in config.topics if t.role in ("input", "detections", "feedback")
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -105,7 +115,9 @@ def topics(broker: str, config: Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def worker(topics: str, config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def worker(
+    topics: str, config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
     w = start_worker(topics, config, tmp_path_factory.mktemp("worker"))
     yield w
     stop_worker(w)

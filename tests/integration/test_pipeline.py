@@ -27,41 +27,78 @@ def _uid() -> str:
 
 def port_scan(src_ip: str, start_ms: int) -> list[tuple[bytes, bytes]]:
     return [
-        (src_ip.encode(), orjson.dumps({
-            "event_id": f"scan-{_uid()}", "ts": start_ms + i * 200, "src_ip": src_ip,
-            "dst_ip": "10.0.0.5", "dst_port": 1 + i * 7, "protocol": "tcp",
-            "bytes_out": 60, "bytes_in": 0, "duration_ms": 2,
-        }))
+        (
+            src_ip.encode(),
+            orjson.dumps(
+                {
+                    "event_id": f"scan-{_uid()}",
+                    "ts": start_ms + i * 200,
+                    "src_ip": src_ip,
+                    "dst_ip": "10.0.0.5",
+                    "dst_port": 1 + i * 7,
+                    "protocol": "tcp",
+                    "bytes_out": 60,
+                    "bytes_in": 0,
+                    "duration_ms": 2,
+                }
+            ),
+        )
         for i in range(80)
     ]
 
 
 def structuring(account: str, start_ms: int) -> list[tuple[bytes, bytes]]:
     return [
-        (account.encode(), orjson.dumps({
-            "event_id": f"fin-{_uid()}", "ts": start_ms + i * 3_600_000, "account_id": account,
-            "counterparty_id": f"CP-{i}", "amount": 9_400.0 + 100 * i, "currency": "EUR",
-            "country": "NL",
-        }))
+        (
+            account.encode(),
+            orjson.dumps(
+                {
+                    "event_id": f"fin-{_uid()}",
+                    "ts": start_ms + i * 3_600_000,
+                    "account_id": account,
+                    "counterparty_id": f"CP-{i}",
+                    "amount": 9_400.0 + 100 * i,
+                    "currency": "EUR",
+                    "country": "NL",
+                }
+            ),
+        )
         for i in range(4)
     ]
 
 
 def stolen_crossing(document: str, ts_ms: int) -> tuple[bytes, bytes]:
-    return document.encode(), orjson.dumps({
-        "event_id": f"brd-{_uid()}", "ts": ts_ms, "document_id": document,
-        "nationality": "FRA", "crossing_point": "CDG-T2", "direction": "entry",
-        "person_name": "TEST TRAVELLER", "person_id": f"person-{_uid()}",
-    })
+    return document.encode(), orjson.dumps(
+        {
+            "event_id": f"brd-{_uid()}",
+            "ts": ts_ms,
+            "document_id": document,
+            "nationality": "FRA",
+            "crossing_point": "CDG-T2",
+            "direction": "entry",
+            "person_name": "TEST TRAVELLER",
+            "person_id": f"person-{_uid()}",
+        }
+    )
 
 
-def _about(entity_id: str):  # noqa: ANN202
+def _about(entity_id: str):
     return lambda alert: any(e.get("id") == entity_id for e in alert.get("entities", []))
 
 
 def assert_alert_contract(alert: dict) -> None:
-    for key in ("alert_id", "version", "created_at", "severity", "score", "domains",
-                "entities", "detections", "agency", "agreement"):
+    for key in (
+        "alert_id",
+        "version",
+        "created_at",
+        "severity",
+        "score",
+        "domains",
+        "entities",
+        "detections",
+        "agency",
+        "agreement",
+    ):
         assert key in alert, key
     assert alert["severity"] in SEVERITIES
     assert 0.0 <= alert["score"] <= 1.0
@@ -78,7 +115,15 @@ def test_topics_apply_is_idempotent_and_reports_drift(broker: str, tmp_path: Pat
         agency["topic"] = f"{prefix}.alerts.{name}"
     path = tmp_path / "topics.yaml"
     path.write_text(yaml.safe_dump(spec))
-    cmd = [sys.executable, "-m", "watchfloor.streams.cli", "--topics-file", str(path), "topics", "apply"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "watchfloor.streams.cli",
+        "--topics-file",
+        str(path),
+        "topics",
+        "apply",
+    ]
     env = worker_env(broker)
 
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -95,8 +140,13 @@ def test_topics_apply_is_idempotent_and_reports_drift(broker: str, tmp_path: Pat
     path.write_text(yaml.safe_dump(spec))
     third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 0, third.stderr
-    assert f"drift    {prefix}.events.border: 3 partitions on the broker, 6 in topics.yaml" in third.stdout
-    assert f"drift    {prefix}.alerts.fiu: retention.ms=2592000000 on the broker, 1000" in third.stdout
+    assert (
+        f"drift    {prefix}.events.border: 3 partitions on the broker, 6 in topics.yaml"
+        in third.stdout
+    )
+    assert (
+        f"drift    {prefix}.alerts.fiu: retention.ms=2592000000 on the broker, 1000" in third.stdout
+    )
     assert "created" not in third.stdout
 
 
@@ -113,14 +163,22 @@ def test_each_domain_alerts_the_agencies_routed_to_it(worker: Worker) -> None:
     run(produce(b, "events.border", [stolen_crossing(document, now)]))
 
     cert = run(collect(b, "alerts.cert", lambda r: bool(r), 60, starts["alerts.cert"], _about(ip)))
-    fiu = run(collect(b, "alerts.fiu", lambda r: bool(r), 60, starts["alerts.fiu"], _about(account)))
-    border = run(collect(b, "alerts.border", lambda r: bool(r), 60, starts["alerts.border"],
-                         _about(document)))
+    fiu = run(
+        collect(b, "alerts.fiu", lambda r: bool(r), 60, starts["alerts.fiu"], _about(account))
+    )
+    border = run(
+        collect(
+            b, "alerts.border", lambda r: bool(r), 60, starts["alerts.border"], _about(document)
+        )
+    )
     assert cert, f"no CERT alert for the port scan from {ip}\n{worker.log_tail()}"
     assert fiu, f"no FIU alert for structuring on {account}\n{worker.log_tail()}"
     assert border, f"no border alert for stolen document {document}\n{worker.log_tail()}"
-    for alert, agency, domain in ((cert[0], "cert", "network"), (fiu[0], "fiu", "financial"),
-                                  (border[0], "border", "border")):
+    for alert, agency, domain in (
+        (cert[0], "cert", "network"),
+        (fiu[0], "fiu", "financial"),
+        (border[0], "border", "border"),
+    ):
         assert_alert_contract(alert)
         assert alert["agency"] == agency
         assert domain in alert["domains"]
@@ -129,7 +187,9 @@ def test_each_domain_alerts_the_agencies_routed_to_it(worker: Worker) -> None:
     assert any(d["detector"] == "lost_stolen_document" for d in border[-1]["detections"])
 
     # Routing: the network-only CERT never receives the financial incident.
-    leaked = run(collect(b, "alerts.cert", lambda r: False, 3, starts["alerts.cert"], _about(account)))
+    leaked = run(
+        collect(b, "alerts.cert", lambda r: False, 3, starts["alerts.cert"], _about(account))
+    )
     assert leaked == []
 
 
@@ -138,10 +198,16 @@ HOSTILE = [
     (b"{MARK not json", "not_json"),
     (b'["MARK", 1]', "not_object"),
     (b'{"event_id": "MARK"}', "missing_field"),
-    (b'{"event_id": "MARK", "ts": 1795640645123, "document_id": 42, "nationality": "FRA",'
-     b' "crossing_point": "CDG-T2", "direction": "entry"}', "wrong_type"),
-    (b'{"event_id": "MARK", "ts": "next tuesday", "document_id": "P1", "nationality": "FRA",'
-     b' "crossing_point": "CDG-T2", "direction": "entry"}', "bad_timestamp"),
+    (
+        b'{"event_id": "MARK", "ts": 1795640645123, "document_id": 42, "nationality": "FRA",'
+        b' "crossing_point": "CDG-T2", "direction": "entry"}',
+        "wrong_type",
+    ),
+    (
+        b'{"event_id": "MARK", "ts": "next tuesday", "document_id": "P1", "nationality": "FRA",'
+        b' "crossing_point": "CDG-T2", "direction": "entry"}',
+        "bad_timestamp",
+    ),
     (None, "not_json"),
 ]
 
@@ -151,7 +217,7 @@ def test_invalid_input_is_deadlettered_with_reason_and_valid_events_keep_flowing
 ) -> None:
     b = worker.bootstrap
     marker = f"M{_uid()}".encode()
-    bad = [(None, None if v is None else v.replace(b"MARK", marker)) for v, _ in HOSTILE]
+    bad = [(marker, None if v is None else v.replace(b"MARK", marker)) for v, _ in HOSTILE]
     dl_start = run(end_offsets(b, "events.deadletter"))
     alerts_start = run(end_offsets(b, "alerts.border"))
     document = "P0002299"
@@ -159,13 +225,18 @@ def test_invalid_input_is_deadlettered_with_reason_and_valid_events_keep_flowing
 
     def ours(rec: dict) -> bool:
         original = base64.b64decode(rec["original"])
-        return rec["topic"] == "events.border" and (marker in original or rec["null_value"])
+        key = base64.b64decode(rec["key"]) if rec["key"] else b""
+        return rec["topic"] == "events.border" and (marker in original or key == marker)
 
-    letters = run(collect(b, "events.deadletter", lambda r: len(r) >= len(HOSTILE), 60,
-                          dl_start, ours))
+    letters = run(
+        collect(b, "events.deadletter", lambda r: len(r) >= len(HOSTILE), 60, dl_start, ours)
+    )
     assert sorted(r["reason"] for r in letters) == sorted(code for _, code in HOSTILE)
     for rec in letters:
-        assert rec["detail"] and isinstance(rec["offset"], int) and isinstance(rec["partition"], int)
+        assert base64.b64decode(rec["key"]) == marker
+        assert (
+            rec["detail"] and isinstance(rec["offset"], int) and isinstance(rec["partition"], int)
+        )
     originals = {base64.b64decode(r["original"]) for r in letters if not r["null_value"]}
     assert originals == {v for _, v in bad if v is not None}
 
@@ -176,17 +247,27 @@ def test_invalid_input_is_deadlettered_with_reason_and_valid_events_keep_flowing
 
 def test_metrics_count_what_happened(worker: Worker) -> None:
     b = worker.bootstrap
-    run(produce(b, "events.border", [stolen_crossing("P0003370", int(time.time() * 1000)),
-                                     (None, b"{broken")]))
+    run(
+        produce(
+            b,
+            "events.border",
+            [stolen_crossing("P0003370", int(time.time() * 1000)), (None, b"{broken")],
+        )
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = worker.metrics()
-        if (metric_value(text, "watchfloor_alerts_total", agency="border") > 0
-                and metric_value(text, "watchfloor_events_invalid_total", reason="not_json") > 0):
+        if (
+            metric_value(text, "watchfloor_alerts_total", agency="border") > 0
+            and metric_value(text, "watchfloor_events_invalid_total", reason="not_json") > 0
+        ):
             break
         time.sleep(0.5)
     assert metric_value(text, "watchfloor_events_total", domain="border") >= 2
-    assert metric_value(text, "watchfloor_events_invalid_total", domain="border", reason="not_json") >= 1
+    assert (
+        metric_value(text, "watchfloor_events_invalid_total", domain="border", reason="not_json")
+        >= 1
+    )
     assert metric_value(text, "watchfloor_alerts_total", agency="border") >= 1
     assert metric_value(text, "watchfloor_alert_latency_seconds_count", agency="border") >= 1
     assert metric_value(text, "watchfloor_detections_total", detector="lost_stolen_document") >= 1

@@ -24,15 +24,20 @@ pytestmark = [pytest.mark.broker, pytest.mark.prometheus]
 def _prometheus() -> str:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("prometheus is not installed: `make test` installs it (deploy/prometheus/install.sh)")
+        pytest.fail(
+            "prometheus is not installed: `make test` installs it (deploy/prometheus/install.sh)"
+        )
     return binary
 
 
 def test_shipped_prometheus_config_and_rules_are_valid() -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool comes with the prometheus package"
-    out = subprocess.run([promtool, "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [promtool, "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout + out.stderr
 
@@ -47,10 +52,30 @@ def _query(port: int, expr: str) -> list[dict]:
 
 def test_prometheus_scrapes_worker_metrics(worker: Worker, tmp_path: Path) -> None:
     binary = _prometheus()
-    run(produce(worker.bootstrap, "events.network", [(None, orjson.dumps({
-        "event_id": "prom-1", "ts": int(time.time() * 1000), "src_ip": "10.1.1.1",
-        "dst_ip": "10.1.1.2", "dst_port": 443, "protocol": "tcp", "bytes_out": 100,
-        "bytes_in": 100, "duration_ms": 5}))]))
+    run(
+        produce(
+            worker.bootstrap,
+            "events.network",
+            [
+                (
+                    None,
+                    orjson.dumps(
+                        {
+                            "event_id": "prom-1",
+                            "ts": int(time.time() * 1000),
+                            "src_ip": "10.1.1.1",
+                            "dst_ip": "10.1.1.2",
+                            "dst_port": 443,
+                            "protocol": "tcp",
+                            "bytes_out": 100,
+                            "bytes_in": 100,
+                            "duration_ms": 5,
+                        }
+                    ),
+                )
+            ],
+        )
+    )
     shutil.copy(ROOT / "deploy/prometheus/rules.yml", tmp_path / "rules.yml")
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -61,9 +86,14 @@ def test_prometheus_scrapes_worker_metrics(worker: Worker, tmp_path: Path) -> No
     )
     port = free_port()
     proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "prometheus.log", "wb"),
         env={**os.environ, "HOME": str(tmp_path)},
     )
     try:
@@ -71,7 +101,9 @@ def test_prometheus_scrapes_worker_metrics(worker: Worker, tmp_path: Path) -> No
         result: list[dict] = []
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail("prometheus exited:\n" + (tmp_path / "prometheus.log").read_text()[-3000:])
+                pytest.fail(
+                    "prometheus exited:\n" + (tmp_path / "prometheus.log").read_text()[-3000:]
+                )
             try:
                 result = _query(port, 'watchfloor_events_total{domain="network"}')
             except OSError:

@@ -48,15 +48,24 @@ def test_config_is_frozen(raw: dict) -> None:
             lambda r: r["agencies"]["fiu"]["agreement"]["fields"].update({"score": "share"}),
             "agencies.fiu.agreement.fields.score",
         ),
-        (lambda r: r["agencies"]["ctpu"].update(min_severity="urgent"), "agencies.ctpu.min_severity"),
-        (lambda r: r["topics"]["events.network"].update(partitions=0), "topics.events.network.partitions"),
+        (
+            lambda r: r["agencies"]["ctpu"].update(min_severity="urgent"),
+            "agencies.ctpu.min_severity",
+        ),
+        (
+            lambda r: r["topics"]["events.network"].update(partitions=0),
+            "topics.events.network.partitions",
+        ),
         (lambda r: r["topics"]["events.border"].update(cleanup_policy="shred"), "cleanup_policy"),
-        (lambda r: r["detectors"]["network"][0].update(threshold=1.5), "detectors.network[0].threshold"),
+        (
+            lambda r: r["detectors"]["network"][0].update(threshold=1.5),
+            "detectors.network[0].threshold",
+        ),
         (lambda r: r["detectors"].update(maritime=[]), "detectors.maritime"),
         (lambda r: r["topics"].pop("events.deadletter"), "deadletter"),
     ],
 )
-def test_errors_say_where_and_what(raw: dict, mutate, where: str) -> None:  # noqa: ANN001
+def test_errors_say_where_and_what(raw: dict, mutate, where: str) -> None:
     bad = copy.deepcopy(raw)
     mutate(bad)
     with pytest.raises(ConfigError) as err:
@@ -75,8 +84,13 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_settings_from_environment() -> None:
-    s = Settings.from_env({"WATCHFLOOR_BROKER": "kafka://k1:9092;kafka://k2:9092",
-                           "WATCHFLOOR_BATCH_SIZE": "50", "WATCHFLOOR_PSEUDONYM_KEY": "topsecret"})
+    s = Settings.from_env(
+        {
+            "WATCHFLOOR_BROKER": "kafka://k1:9092;kafka://k2:9092",
+            "WATCHFLOOR_BATCH_SIZE": "50",
+            "WATCHFLOOR_PSEUDONYM_KEY": "topsecret",
+        }
+    )
     assert s.bootstrap_servers == "k1:9092,k2:9092"
     assert s.batch_size == 50
     assert "topsecret" not in repr(s)

@@ -78,7 +78,9 @@ def test_wrong_types_and_values(field: str, value: object, code: str) -> None:
 
 def test_integer_beyond_64_bits_is_refused() -> None:
     # orjson reads integers past 64 bits as floats: a count must stay an integer.
-    raw = orjson.dumps(EXAMPLES["network"]).replace(b'"bytes_out":18234', b'"bytes_out":' + b"9" * 30)
+    raw = orjson.dumps(EXAMPLES["network"]).replace(
+        b'"bytes_out":18234', b'"bytes_out":' + b"9" * 30
+    )
     with pytest.raises(InvalidEvent) as err:
         decode("network", raw)
     assert err.value.code == "wrong_type"

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import re
 import statistics
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiokafka
 import pytest
 import yaml
 
 from watchfloor.streams import simulate
 from watchfloor.streams.decoding import decode, parse_ts
-from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
+from watchfloor.streams.events import DOMAINS
 from watchfloor.streams.simulate import (
     DEFAULT_START,
     LOOKALIKES,
@@ -32,7 +29,6 @@ from watchfloor.streams.simulate import (
     high_risk_countries,
     lost_stolen,
     multidomain_scenario,
-    publish,
     read_jsonl,
     watchlist,
     write_jsonl,
@@ -425,84 +421,6 @@ def test_write_and_read_jsonl(tmp_path: Path) -> None:
     assert back == list(Simulator(seed=4).events(20_000))
     assert sum(counts[d] for d in DOMAINS) == 20_000
     assert all(counts[t] > 0 for t in THREAT_TYPES)
-
-
-class FakeProducer:
-    """Records sends; stands in for AIOKafkaProducer (no broker in unit tests)."""
-
-    instances: list[FakeProducer] = []
-
-    def __init__(self, **config: Any) -> None:
-        self.config = config
-        self.sent: list[tuple[float, str, bytes, bytes]] = []
-        self.started = self.stopped = False
-        FakeProducer.instances.append(self)
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
-        self.sent.append((time.monotonic(), topic, key, value))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
-@pytest.fixture
-def fake_producer(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
-    FakeProducer.instances = []
-    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", FakeProducer)
-    return FakeProducer
-
-
-async def test_publish_paces_keys_and_counts(fake_producer: type[FakeProducer]) -> None:
-    t0 = time.monotonic()
-    counts = await publish("broker:9092", rate=4_000, duration=1.0, seed=9, days=2)
-    elapsed = time.monotonic() - t0
-    (producer,) = fake_producer.instances
-    assert producer.started and producer.stopped
-    assert producer.config["acks"] == "all" and producer.config["enable_idempotence"]
-    assert len(producer.sent) == 4_000 == sum(counts[d] for d in DOMAINS)
-    assert 0.85 <= elapsed < 2.0
-    # Paced evenly, not all at once: about half go out in the first half of the sending.
-    first, last = producer.sent[0][0], producer.sent[-1][0]
-    assert last - first > 0.85
-    first_half = sum(t - first < (last - first) / 2 for t, *_ in producer.sent)
-    assert 0.4 * 4_000 < first_half < 0.6 * 4_000
-    domain_of = {f"events.{d}": d for d in DOMAINS}
-    for _, topic, key, value in producer.sent:
-        domain = domain_of[topic]
-        event = decode(domain, value)
-        assert key == event[ENTITY_FIELDS[domain][1]].encode()
-    assert counts == write_jsonl_counts(4_000, seed=9, days=2)
-
-
-def write_jsonl_counts(n: int, **kwargs: Any) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for d, e in Simulator(**kwargs).events(n):
-        counts[d] += 1
-        if e["sim"]["threat"]:
-            counts[e["sim"]["threat"]] += 1
-    return dict(counts)
-
-
-async def test_publish_stops_the_producer_on_cancellation(
-    fake_producer: type[FakeProducer],
-) -> None:
-    task = asyncio.create_task(
-        publish("broker:9092", rate=1_000, duration=60, seed=1, topics={"border": "x.border"})
-    )
-    await asyncio.sleep(0.3)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    (producer,) = fake_producer.instances
-    assert producer.stopped
-    assert 100 < len(producer.sent) < 1_000
-    assert {topic for _, topic, *_ in producer.sent} >= {"events.network", "x.border"}
 
 
 def test_small_streams_and_invalid_parameters() -> None:

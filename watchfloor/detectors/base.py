@@ -80,6 +80,13 @@ class Detector(abc.ABC):
         """Parameter sets the conformance suite instantiates; override for small tests."""
         yield {}
 
+    @classmethod
+    def _conformance_stream(cls, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Planted scenario for the conformance suite: (normal events, anomalous events),
+        each in time order; normal ones are fed first and must all score < 0.9, and at
+        least one anomalous one must score >= 0.9."""
+        raise NotImplementedError(f"{cls.__name__} defines no planted scenario")
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({args})"

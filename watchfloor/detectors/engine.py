@@ -105,8 +105,6 @@ def build_engines(
         for spec in config.detectors_for(domain):
             det = build(spec.name, domain, dict(spec.params), registry)
             etype, efield = det.entity
-            slots.append(
-                Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name)
-            )
+            slots.append(Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name))
         engines[domain] = DomainEngine(domain, slots, on_error, on_detection)
     return engines

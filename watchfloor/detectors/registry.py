@@ -74,8 +74,7 @@ def build(
         )
     if domain not in entry.cls.domains:
         raise DetectorConfigError(
-            f"detector {name!r} ({entry.package}) handles {list(entry.cls.domains)}, "
-            f"not {domain!r}"
+            f"detector {name!r} ({entry.package}) handles {list(entry.cls.domains)}, not {domain!r}"
         )
     try:
         return entry.cls(**params)

@@ -43,7 +43,7 @@ def scoring_agent(app: faust.App, rt: Runtime, domain: str) -> Agent:
         async for events in stream.take_events(size, within=within):
             started = time.perf_counter()
             records = [
-                (m.value, m.topic, m.partition, m.offset, m.timestamp)
+                (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
                 for m in (e.message for e in events)
             ]
             detections, deadletters = process(domain, records)
@@ -68,6 +68,8 @@ def alert_agent(app: faust.App, rt: Runtime) -> Agent:
     size, within = rt.settings.batch_size, rt.settings.batch_within
 
     async def correlate(stream: faust.StreamT) -> None:
+        # Counters are cumulative in the correlator; metrics get the increments.
+        seen = dict(stage.correlator.counters)
         async for events in stream.take_events(size, within=within):
             started = time.perf_counter()
             outgoing = []
@@ -75,13 +77,25 @@ def alert_agent(app: faust.App, rt: Runtime) -> Agent:
             for e in events:
                 m = e.message
                 try:
-                    detection = orjson.loads(m.value)
-                except orjson.JSONDecodeError as exc:
-                    # Only our own workers write this topic; keep the record anyway.
-                    bad.append((deadletter_topic, None, deadletter(
-                        m.value, m.topic, m.partition, m.offset, "not_json", str(exc)[:200])))
-                    continue
-                outgoing.extend(stage.process(detection))
+                    outgoing.extend(stage.process(orjson.loads(m.value)))
+                except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError) as exc:
+                    # Only our workers write this topic, but a bad record must not stop us.
+                    code = exc.code if isinstance(exc, InvalidEvent) else "bad_value"
+                    bad.append(
+                        (
+                            deadletter_topic,
+                            None,
+                            deadletter(
+                                m.value,
+                                m.topic,
+                                m.partition,
+                                m.offset,
+                                code,
+                                str(exc)[:200],
+                                key=m.key,
+                            ),
+                        )
+                    )
             if outgoing or bad:
                 await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
                 acked = time.time()
@@ -89,11 +103,12 @@ def alert_agent(app: faust.App, rt: Runtime) -> Agent:
                     if o.kind == "alert":
                         metrics.alerts[(o.agency, o.severity)].inc()
                         metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
-                        stage.published(o, acked)
                     elif o.kind == "audit":
                         metrics.audit_records.inc()
-            metrics.suppressed.inc(stage.take_suppressed())
-            metrics.incidents.inc(stage.take_opened())
+            counters = stage.correlator.counters
+            metrics.suppressed.inc(counters["suppressed"] - seen["suppressed"])
+            metrics.incidents.inc(counters["incidents_opened"] - seen["incidents_opened"])
+            seen.update(counters)
             batch_seconds.observe(time.perf_counter() - started)
 
     return correlate
@@ -111,16 +126,29 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
             for e in events:
                 m = e.message
                 try:
-                    fb = parse_feedback(m.value)
+                    result = stage.feedback(m.value, now)
                 except InvalidEvent as exc:
                     metrics.invalid_counter("feedback", exc.code).inc()
-                    bad.append((deadletter_topic, None, deadletter(
-                        m.value, m.topic, m.partition, m.offset, exc.code, exc.detail)))
+                    bad.append(
+                        (
+                            deadletter_topic,
+                            None,
+                            deadletter(
+                                m.value,
+                                m.topic,
+                                m.partition,
+                                m.offset,
+                                exc.code,
+                                exc.detail,
+                                key=m.key,
+                            ),
+                        )
+                    )
                     continue
-                result = stage.feedback(fb, now)
                 if result is None:
                     continue
                 latency, severity, detectors = result
+                fb = parse_feedback(m.value)
                 child = metrics.response_latency.get((fb["agency"], severity))
                 if child is not None:
                     child.observe(latency)

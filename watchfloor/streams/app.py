@@ -23,7 +23,6 @@ def create_app(rt: Runtime) -> faust.App:
         producer_linger=0.002,
         broker_max_poll_records=s.batch_size,
         web_enabled=False,
-        topic_allow_declare=False,  # topics come from topics.yaml (`topics apply`)
     )
 
     def topic(name: str) -> faust.TopicT:

@@ -83,8 +83,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     counts = asyncio.run(
-        publish(settings.bootstrap_servers, rate=args.rate, duration=args.duration,
-                seed=args.seed, days=args.days)
+        publish(
+            settings.bootstrap_servers,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            days=args.days,
+        )
     )
     print(orjson.dumps(counts, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     return 0
@@ -94,7 +99,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def format_alert(alert: dict) -> str:
     """One readable line (or two) for an alert as an operations centre receives it."""
     if alert.get("kind") == "deconfliction":
-        others = ", ".join(f"{o.get('agency')} ({o.get('alert_id')})" for o in alert.get("others", []))
+        others = ", ".join(
+            f"{o.get('agency')} ({o.get('alert_id')})" for o in alert.get("others", [])
+        )
         return f"[DECONFLICT] {alert.get('alert_id')} also held by: {others}"
     sev = str(alert.get("severity", "?")).upper()
     ents = ", ".join(f"{e.get('type')}:{e.get('id')}" for e in alert.get("entities", []))
@@ -111,27 +118,24 @@ def format_alert(alert: dict) -> str:
     )
 
 
-async def _tail(bootstrap: str, topic: str, as_json: bool, from_beginning: bool,
-                max_messages: int | None, timeout: float | None) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _tail(
+    bootstrap: str,
+    topic: str,
+    as_json: bool,
+    from_beginning: bool,
+    max_messages: int | None,
+    timeout: float | None,
+) -> int:
+    from watchfloor.streams.clients import assigned_consumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await assigned_consumer(bootstrap, topic, from_beginning)
+    if consumer is None:
+        print(
+            f"error: topic {topic!r} does not exist (run `watchfloor topics apply`)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.topics()  # refresh metadata once
-            parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            print(f"error: topic {topic!r} does not exist (run `watchfloor topics apply`)",
-                  file=sys.stderr)
-            return 2
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
         seen = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while max_messages is None or seen < max_messages:
@@ -160,12 +164,23 @@ def cmd_tail(args: argparse.Namespace) -> int:
     cfg = _config(args)
     agency = next((a for a in cfg.agencies if a.name == args.agency), None)
     if agency is None:
-        print(f"error: unknown agency {args.agency!r}; agencies: "
-              f"{', '.join(a.name for a in cfg.agencies)}", file=sys.stderr)
+        print(
+            f"error: unknown agency {args.agency!r}; agencies: "
+            f"{', '.join(a.name for a in cfg.agencies)}",
+            file=sys.stderr,
+        )
         return 2
     try:
-        return asyncio.run(_tail(_settings(args).bootstrap_servers, agency.topic, args.json,
-                                 args.from_beginning, args.max, args.timeout))
+        return asyncio.run(
+            _tail(
+                _settings(args).bootstrap_servers,
+                agency.topic,
+                args.json,
+                args.from_beginning,
+                args.max,
+                args.timeout,
+            )
+        )
     except KeyboardInterrupt:
         return 0
 
@@ -193,8 +208,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
         producer = AIOKafkaProducer(bootstrap_servers=_settings(args).bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(cfg.topic("feedback").name, orjson.dumps(record),
-                                         key=args.alert_id.encode())
+            await producer.send_and_wait(
+                cfg.topic("feedback").name, orjson.dumps(record), key=args.alert_id.encode()
+            )
         finally:
             await producer.stop()
 
@@ -218,10 +234,15 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         enabled.setdefault(spec.name, []).append(f"{spec.domain}@{spec.threshold:g}")
     rows = [("NAME", "DOMAINS", "ENTITY", "PACKAGE", "ENABLED (domain@threshold)")]
     for name, reg in sorted(registry.items()):
-        rows.append((
-            name, ",".join(reg.cls.domains), ":".join(reg.cls.entity), reg.package,
-            ", ".join(enabled.get(name, [])) or "-",
-        ))
+        rows.append(
+            (
+                name,
+                ",".join(reg.cls.domains),
+                ":".join(reg.cls.entity),
+                reg.package,
+                ", ".join(enabled.get(name, [])) or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -27,7 +27,10 @@ def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bo
             with urllib.request.urlopen(url, timeout=2) as resp:
                 body = resp.read().decode()
             for line in body.splitlines():
-                if line.startswith("watchfloor_assigned_partitions ") and float(line.split()[1]) > 0:
+                if (
+                    line.startswith("watchfloor_assigned_partitions ")
+                    and float(line.split()[1]) > 0
+                ):
                     return True
         except OSError:
             pass
@@ -55,24 +58,40 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker)
     children: list[subprocess.Popen] = []
     try:
-        worker = subprocess.Popen([sys.executable, "-m", "watchfloor.streams.cli", "worker"], env=env)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "watchfloor.streams.cli", "worker"], env=env
+        )
         children.append(worker)
         url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
         if not _wait_metrics(url, worker):
             print("error: the worker did not start; see its output above", file=sys.stderr)
             return 1
         sim = subprocess.Popen(
-            [sys.executable, "-m", "watchfloor.streams.cli", "simulate", "--rate", str(args.rate),
-             "--duration", "86400", "--seed", "7"],
-            env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "watchfloor.streams.cli",
+                "simulate",
+                "--rate",
+                str(args.rate),
+                "--duration",
+                "86400",
+                "--seed",
+                "7",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         children.append(sim)
         agency = next((a for a in config.agencies if a.name == args.agency), config.agencies[0])
-        print(f"\nwatchfloor is running. Metrics: {url}\n"
-              f"Alerts for {agency.name} ({agency.description}) appear below as the simulator's "
-              f"threats are detected; other agencies: "
-              f"{', '.join(a.name for a in config.agencies if a is not agency)} "
-              f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n", flush=True)
+        print(
+            f"\nwatchfloor is running. Metrics: {url}\n"
+            f"Alerts for {agency.name} ({agency.description}) appear below as the simulator's "
+            f"threats are detected; other agencies: "
+            f"{', '.join(a.name for a in config.agencies if a is not agency)} "
+            f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n",
+            flush=True,
+        )
         asyncio.run(_tail(settings.bootstrap_servers, agency.topic, False, False, None, None))
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)

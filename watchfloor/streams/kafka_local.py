@@ -75,7 +75,9 @@ def ensure_jars(out=sys.stderr) -> Path:
     java = shutil.which("java")
     mvn = shutil.which("mvn")
     if java is None:
-        raise KafkaLauncherError("Java >= 17 is needed to run the local Kafka broker ('java' not found)")
+        raise KafkaLauncherError(
+            "Java >= 17 is needed to run the local Kafka broker ('java' not found)"
+        )
     if mvn is None:
         raise KafkaLauncherError("Maven is needed once to fetch the Kafka jars ('mvn' not found)")
     root.mkdir(parents=True, exist_ok=True)
@@ -87,9 +89,18 @@ def ensure_jars(out=sys.stderr) -> Path:
     tmp = root / "libs.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     proc = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-        capture_output=True, text=True,
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(root / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise KafkaLauncherError(
@@ -189,18 +200,25 @@ class LocalKafka:
             return
         uuid = subprocess.run(
             self._java_cmd(libs, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 else ""
         if not cluster_id:
             raise KafkaLauncherError(f"StorageTool random-uuid failed: {uuid.stderr[-1000:]}")
         fmt = subprocess.run(
-            self._java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                           "-c", str(conf), "-g"),
-            capture_output=True, text=True, check=False,
+            self._java_cmd(
+                libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf), "-g"
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
-            raise KafkaLauncherError(f"StorageTool format failed: {(fmt.stdout + fmt.stderr)[-1000:]}")
+            raise KafkaLauncherError(
+                f"StorageTool format failed: {(fmt.stdout + fmt.stderr)[-1000:]}"
+            )
 
     # -- process -----------------------------------------------------------------
     def pid(self) -> int | None:
@@ -225,8 +243,12 @@ class LocalKafka:
         """Start (idempotent); return a one-line status. Raises KafkaLauncherError."""
         if self.pid() is not None:
             if self.answering(timeout=timeout):
-                return f"Kafka {KAFKA_VERSION} already running on {self.bootstrap} (pid {self.pid()})"
-            raise KafkaLauncherError(f"a broker process exists (pid {self.pid()}) but does not answer")
+                return (
+                    f"Kafka {KAFKA_VERSION} already running on {self.bootstrap} (pid {self.pid()})"
+                )
+            raise KafkaLauncherError(
+                f"a broker process exists (pid {self.pid()}) but does not answer"
+            )
         if _port_in_use(self.port):
             raise KafkaLauncherError(
                 f"port {self.port} is in use by another process; choose --port or stop it"
@@ -234,10 +256,12 @@ class LocalKafka:
         libs = ensure_jars(out)
         conf = self._write_config()
         self._format(libs, conf)
-        console = open(self.dir / "logs" / "console.log", "ab")  # noqa: SIM115
+        console = open(self.dir / "logs" / "console.log", "ab")
         proc = subprocess.Popen(
             self._java_cmd(libs, "kafka.Kafka", str(conf)),
-            stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the CLI; Ctrl-C in a terminal does not reach it
         )
         console.close()
@@ -249,7 +273,10 @@ class LocalKafka:
                     f"broker exited with code {proc.returncode}; last log lines:\n{self._tail()}"
                 )
             if broker_answers(self.bootstrap, timeout=2.0):
-                return f"Kafka {KAFKA_VERSION} started on {self.bootstrap} (pid {proc.pid}, data {self.dir})"
+                return (
+                    f"Kafka {KAFKA_VERSION} started on {self.bootstrap} "
+                    f"(pid {proc.pid}, data {self.dir})"
+                )
             time.sleep(0.5)
         self.stop()
         raise KafkaLauncherError(f"broker did not answer within {timeout:.0f}s:\n{self._tail()}")
@@ -281,7 +308,10 @@ class LocalKafka:
             return False, f"not running (data dir {self.dir})"
         ok = self.answering(timeout=3.0)
         state = "running" if ok else "process alive but not answering"
-        return ok, f"{state}: Kafka {KAFKA_VERSION} on {self.bootstrap} (pid {pid}, data {self.dir})"
+        return (
+            ok,
+            f"{state}: Kafka {KAFKA_VERSION} on {self.bootstrap} (pid {pid}, data {self.dir})",
+        )
 
     def _tail(self, n: int = 20) -> str:
         lines: list[str] = []
@@ -317,7 +347,9 @@ def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+        )
         try:
             await asyncio.wait_for(admin.start(), timeout)
             await asyncio.wait_for(admin.list_topics(), timeout)

@@ -33,13 +33,17 @@ class Metrics:
         events = Counter("watchfloor_events", "Input messages received", ["domain"], registry=r)
         self.events = {d: events.labels(d) for d in domains}
         invalid = Counter(
-            "watchfloor_events_invalid", "Input messages dead-lettered, by reason",
-            ["domain", "reason"], registry=r,
+            "watchfloor_events_invalid",
+            "Input messages dead-lettered, by reason",
+            ["domain", "reason"],
+            registry=r,
         )
         self.invalid = {(d, c): invalid.labels(d, c) for d in domains for c in INVALID_CODES}
         self._invalid = invalid
         self.deadletters = Counter(
-            "watchfloor_deadletters", "Messages written to a dead-letter topic", ["source"],
+            "watchfloor_deadletters",
+            "Messages written to a dead-letter topic",
+            ["source"],
             registry=r,
         )
         self._detections = Counter(
@@ -47,32 +51,42 @@ class Metrics:
         )
         self.detections = {d: self._detections.labels(d) for d in detectors}
         self._detector_errors = Counter(
-            "watchfloor_detector_errors", "Exceptions raised by a detector on one event",
-            ["detector"], registry=r,
+            "watchfloor_detector_errors",
+            "Exceptions raised by a detector on one event",
+            ["detector"],
+            registry=r,
         )
         self.detector_errors = {d: self._detector_errors.labels(d) for d in detectors}
         alerts = Counter(
-            "watchfloor_alerts", "Alert deliveries published, per agency topic",
-            ["agency", "severity"], registry=r,
+            "watchfloor_alerts",
+            "Alert deliveries published, per agency topic",
+            ["agency", "severity"],
+            registry=r,
         )
         self.alerts = {(a, s): alerts.labels(a, s) for a in agencies for s in SEVERITIES}
         latency = Histogram(
             "watchfloor_alert_latency_seconds",
             "From the event's arrival in Kafka to its alert being acknowledged by the broker",
-            ["agency"], buckets=LATENCY_BUCKETS, registry=r,
+            ["agency"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.alert_latency = {a: latency.labels(a) for a in agencies}
         response = Histogram(
             "watchfloor_response_latency_seconds",
             "From an alert's publication to the agency's first acknowledgement",
-            ["agency", "severity"], buckets=RESPONSE_BUCKETS, registry=r,
+            ["agency", "severity"],
+            buckets=RESPONSE_BUCKETS,
+            registry=r,
         )
         self.response_latency = {
             (a, s): response.labels(a, s) for a in agencies for s in SEVERITIES
         }
         feedback = Counter(
-            "watchfloor_feedback", "Verdicts from operations centres, per detector",
-            ["detector", "verdict"], registry=r,
+            "watchfloor_feedback",
+            "Verdicts from operations centres, per detector",
+            ["detector", "verdict"],
+            registry=r,
         )
         self.feedback = {(d, v): feedback.labels(d, v) for d in detectors for v in VERDICTS}
         self._feedback = feedback
@@ -88,16 +102,21 @@ class Metrics:
             "watchfloor_audit_records", "Records written to the sharing audit trail", registry=r
         )
         self.batch_seconds = Histogram(
-            "watchfloor_batch_seconds", "Time to process one batch of input (decode to send)",
-            ["stage"], registry=r,
+            "watchfloor_batch_seconds",
+            "Time to process one batch of input (decode to send)",
+            ["stage"],
+            registry=r,
         )
         self.assigned_partitions = Gauge(
-            "watchfloor_assigned_partitions", "Topic partitions assigned to this worker",
+            "watchfloor_assigned_partitions",
+            "Topic partitions assigned to this worker",
             registry=r,
         )
         self.lag = Gauge(
-            "watchfloor_consumer_lag", "Records behind the end of the input topic",
-            ["topic", "partition"], registry=r,
+            "watchfloor_consumer_lag",
+            "Records behind the end of the input topic",
+            ["topic", "partition"],
+            registry=r,
         )
 
     def invalid_counter(self, domain: str, code: str) -> Counter:

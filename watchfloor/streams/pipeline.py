@@ -25,8 +25,8 @@ from watchfloor.streams.metrics import Metrics
 MAX_DEADLETTER_ORIGINAL = 512 * 1024
 MAX_EVENT_BYTES = 512 * 1024
 
-# (value, topic, partition, offset, broker timestamp in epoch seconds)
-RawRecord = tuple[bytes | None, str, int, int, float]
+# (value, key, topic, partition, offset, broker timestamp in epoch seconds)
+RawRecord = tuple[bytes | None, bytes | None, str, int, int, float]
 
 
 def rfc3339(ts: float) -> str:
@@ -34,8 +34,14 @@ def rfc3339(ts: float) -> str:
 
 
 def deadletter(
-    value: bytes | None, topic: str, partition: int, offset: int, code: str, detail: str,
+    value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    code: str,
+    detail: str,
     now: float | None = None,
+    key: bytes | None = None,
 ) -> bytes:
     """The dead-letter record for one message, as JSON bytes.
 
@@ -50,6 +56,7 @@ def deadletter(
         "original_sha256": hashlib.sha256(raw).hexdigest(),
         "truncated": len(raw) > MAX_DEADLETTER_ORIGINAL,
         "null_value": value is None,
+        "key": None if key is None else base64.b64encode(key[:1024]).decode("ascii"),
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -76,13 +83,15 @@ class EventProcessor:
         detections: list[dict[str, Any]] = []
         deadletters: list[bytes] = []
         n = 0
-        for value, topic, partition, offset, arrival in records:
+        for value, key, topic, partition, offset, arrival in records:
             n += 1
             try:
                 event = decode(domain, value, MAX_EVENT_BYTES)
             except InvalidEvent as exc:
                 self.metrics.invalid_counter(domain, exc.code).inc()
-                deadletters.append(deadletter(value, topic, partition, offset, exc.code, exc.detail))
+                deadletters.append(
+                    deadletter(value, topic, partition, offset, exc.code, exc.detail, key=key)
+                )
                 continue
             found = score(event, arrival)
             if found:

@@ -33,7 +33,8 @@ class ApplyReport:
         if not self.created:
             out.append(
                 f"nothing to create: all {len(self.unchanged) + len(self.drift)} topics "
-                f"from topics.yaml exist" + (f", {len(self.drift)} with drift" if self.drift else "")
+                f"from topics.yaml exist"
+                + (f", {len(self.drift)} with drift" if self.drift else "")
             )
         return out
 
@@ -46,8 +47,7 @@ async def describe(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[s
         return {}
     meta = {t["topic"]: t for t in await admin.describe_topics([s.name for s in present])}
     resources = [
-        ConfigResource(ConfigResourceType.TOPIC, s.name, dict.fromkeys(s.configs))
-        for s in present
+        ConfigResource(ConfigResourceType.TOPIC, s.name, dict.fromkeys(s.configs)) for s in present
     ]
     configs: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
@@ -71,7 +71,10 @@ async def apply_topics(config: Config, bootstrap: str, replication: int = 1) -> 
         missing = [s for s in specs if s.name not in current]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, replication, topic_configs=s.configs) for s in missing]
+                [
+                    NewTopic(s.name, s.partitions, replication, topic_configs=s.configs)
+                    for s in missing
+                ]
             )
             errors = [
                 f"{e['topic']}: {e['error_message'] or e['error_code']}"
@@ -87,7 +90,9 @@ async def apply_topics(config: Config, bootstrap: str, replication: int = 1) -> 
             diffs = []
             have = current[s.name]
             if have["partitions"] != s.partitions:
-                diffs.append(f"{have['partitions']} partitions on the broker, {s.partitions} in topics.yaml")
+                diffs.append(
+                    f"{have['partitions']} partitions on the broker, {s.partitions} in topics.yaml"
+                )
             for key, want in s.configs.items():
                 got = have["configs"].get(key)
                 if got != want:

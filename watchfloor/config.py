@@ -21,7 +21,7 @@ from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
 
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
 TOPIC_ROLES = frozenset(
-    {"input", "deadletter", "detections", "alerts", "feedback", "audit", "internal"}
+    {"input", "deadletter", "detections", "alerts", "feedback", "audit", "checkpoints"}
 )
 
 
@@ -184,7 +184,7 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
             )
         )
     names = {t.name for t in topics}
-    for role in ("deadletter", "detections", "feedback", "audit"):
+    for role in ("deadletter", "detections", "feedback", "audit", "checkpoints"):
         if not any(t.role == role for t in topics):
             raise _fail("topics", f"no topic has role {role!r}")
     for d in DOMAINS:

@@ -13,6 +13,10 @@ def _state_home() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "watchfloor"
 
 
+#: Fields that may also be given as a file name in ``WATCHFLOOR_<FIELD>_FILE`` (secrets).
+_FILE_FIELDS = frozenset({"sasl_username", "sasl_password", "pseudonym_key"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings. Every field can be set with ``WATCHFLOOR_<FIELD>``.
@@ -32,8 +36,16 @@ class Settings:
     state_dir: Path = field(default_factory=_state_home)
     batch_size: int = 500
     batch_within: float = 0.05
+    # Seconds between checkpoints of detector and correlation state to Kafka.
+    checkpoint_interval: float = 10.0
     # Secret: keyed HMAC for pseudonymised fields. repr=False keeps it out of logs.
     pseudonym_key: str = field(default="", repr=False)
+    # Kafka authentication (docs/security.md). A username upgrades PLAINTEXT to
+    # SASL_PLAINTEXT. The secret ones also read from WATCHFLOOR_<FIELD>_FILE.
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    security_protocol: str = "PLAINTEXT"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +53,14 @@ class Settings:
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f"WATCHFLOOR_{f.name.upper()}")
+            path = env.get(f"WATCHFLOOR_{f.name.upper()}_FILE")
+            if raw is None and path and f.name in _FILE_FIELDS:
+                try:
+                    raw = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(
+                        f"WATCHFLOOR_{f.name.upper()}_FILE={path}: {exc.strerror}"
+                    ) from None
             if raw is None:
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__

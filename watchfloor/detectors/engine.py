@@ -47,6 +47,25 @@ class DomainEngine:
         self._links = tuple(LINK_FIELDS.get(domain, {}).items())
         self._jurisdiction = JURISDICTION_FIELDS.get(domain, "")
 
+    def snapshot(self) -> dict[str, Detector]:
+        """The detectors' learnt state, by configured name (picklable)."""
+        return {slot.name: slot.detector for slot in self.slots}
+
+    def restore(self, detectors: Mapping[str, Detector]) -> list[str]:
+        """Adopt restored detectors whose class and parameters still match the
+        configuration; return the names restored (the others start fresh)."""
+        restored = []
+        for slot in self.slots:
+            old = detectors.get(slot.name)
+            if (
+                old is not None
+                and type(old) is type(slot.detector)
+                and old._get_params() == slot.detector._get_params()
+            ):
+                slot.detector = old
+                restored.append(slot.name)
+        return restored
+
     def process(self, event: Mapping[str, Any], arrival: float) -> list[dict[str, Any]]:
         """Score then learn one event; return its detections (usually none)."""
         found: list[dict[str, Any]] = []
@@ -91,6 +110,22 @@ class DomainEngine:
         }
 
 
+def build_engine(
+    config: Config,
+    domain: str,
+    registry: Mapping[str, Registered],
+    on_error: Callable[[str, BaseException], None] | None = None,
+    on_detection: Callable[[str], None] | None = None,
+) -> DomainEngine:
+    """A fresh engine for one domain as ``topics.yaml`` configures it."""
+    slots = []
+    for spec in config.detectors_for(domain):
+        det = build(spec.name, domain, dict(spec.params), dict(registry))
+        etype, efield = det.entity
+        slots.append(Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name))
+    return DomainEngine(domain, slots, on_error, on_detection)
+
+
 def build_engines(
     config: Config,
     registry: Mapping[str, Registered] | None = None,
@@ -99,12 +134,7 @@ def build_engines(
 ) -> dict[str, DomainEngine]:
     """One engine per domain from ``topics.yaml``; raises DetectorConfigError at start."""
     registry = dict(discover() if registry is None else registry)
-    engines = {}
-    for domain in config.input_topics:
-        slots = []
-        for spec in config.detectors_for(domain):
-            det = build(spec.name, domain, dict(spec.params), registry)
-            etype, efield = det.entity
-            slots.append(Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name))
-        engines[domain] = DomainEngine(domain, slots, on_error, on_detection)
-    return engines
+    return {
+        domain: build_engine(config, domain, registry, on_error, on_detection)
+        for domain in config.input_topics
+    }

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import faust
 import orjson
 
-from watchfloor.alerts.feedback import parse_feedback
+from watchfloor.streams.clients import assigned_consumer
 from watchfloor.streams.decoding import InvalidEvent
 from watchfloor.streams.pipeline import deadletter
 from watchfloor.streams.runtime import Runtime
@@ -32,7 +32,127 @@ async def publish(app: faust.App, messages: Sequence[tuple[str, bytes | None, by
     return await asyncio.gather(*futures)
 
 
-def scoring_agent(app: faust.App, rt: Runtime, domain: str) -> Agent:
+# -- state checkpoints ------------------------------------------------------------
+def score_name(domain: str, partition: int) -> str:
+    return f"score.{domain}.{partition}"
+
+
+def alerts_name(partition: int) -> str:
+    return f"alerts.{partition}"
+
+
+class StateKeeper:
+    """Checkpoints per-partition state and restores it when partitions are assigned."""
+
+    def __init__(self, app: faust.App, rt: Runtime) -> None:
+        self.app = app
+        self.rt = rt
+        self.topic = rt.config.topic("checkpoints").name
+        self.input_topics = {t.name: d for d, t in rt.config.input_topics.items()}
+        self.detections_topic = rt.config.topic("detections").name
+        self.interval = rt.settings.checkpoint_interval
+        self.last = time.monotonic()
+        self.restored: dict[str, int] = {}
+        metrics = rt.metrics
+        self._restored = metrics.state_restored
+        self._seconds = metrics.checkpoint_seconds
+        self._bytes = metrics.checkpoint_bytes
+
+    async def save(self, names: Iterable[str] | None = None) -> None:
+        """Checkpoint the named states (default: every state changed since the last)."""
+        rt = self.rt
+        started = time.perf_counter()
+        wanted = None if names is None else set(names)
+        out: list[tuple[str, bytes | None, bytes]] = []
+        for domain, partition in list(rt.processor.engines):
+            name = score_name(domain, partition)
+            dirty = (domain, partition) in rt.processor.dirty
+            if (wanted is None and dirty) or (wanted is not None and name in wanted):
+                snapshot = rt.processor.engines[(domain, partition)].snapshot()
+                out += [(self.topic, k, v) for k, v in rt.checkpointer.encode(name, snapshot)]
+                rt.processor.dirty.discard((domain, partition))
+        for partition, stage in list(rt.stages.items()):
+            name = alerts_name(partition)
+            if wanted is None or name in wanted:
+                out += [(self.topic, k, v) for k, v in rt.checkpointer.encode(name, stage.state())]
+        if out:
+            await publish(self.app, out)
+            self._bytes.set(sum(len(v) for *_, v in out))
+        self.last = time.monotonic()
+        self._seconds.observe(time.perf_counter() - started)
+
+    async def maybe_save(self) -> None:
+        if time.monotonic() - self.last >= self.interval:
+            await self.save()
+
+    def names(self, tps: Iterable[Any]) -> set[str]:
+        names = set()
+        for tp in tps:
+            if tp.topic in self.input_topics:
+                names.add(score_name(self.input_topics[tp.topic], tp.partition))
+            elif tp.topic == self.detections_topic:
+                names.add(alerts_name(tp.partition))
+        return names
+
+    async def on_revoked(self, revoked: set) -> None:
+        # Agents are idle now (Faust waited for them): hand the state over.
+        await self.save(self.names(revoked))
+
+    async def on_assigned(self, assigned: set) -> None:
+        rt = self.rt
+        wanted = self.names(assigned)
+        # Forget state of partitions now owned elsewhere.
+        for key in list(rt.processor.engines):
+            if score_name(*key) not in wanted:
+                del rt.processor.engines[key]
+                rt.processor.dirty.discard(key)
+        for partition in list(rt.stages):
+            if alerts_name(partition) not in wanted:
+                del rt.stages[partition]
+        restored = await self.load(wanted)
+        for name, r in restored.items():
+            if rt.checkpointer.last.get(name, (0, ""))[0] > r.generation:
+                continue
+            kind, *rest = name.split(".")
+            if kind == "score":
+                domain, partition = rest[0], int(rest[1])
+                engine = rt.processor.factory(domain)
+                engine.restore(r.state)
+                rt.processor.engines[(domain, partition)] = engine
+            else:
+                rt.stage(int(rest[0]), state=r.state)
+            self._restored.labels(kind).inc()
+            self.restored[name] = r.generation
+
+    async def load(self, wanted: set[str]) -> dict[str, Any]:
+        """Read the checkpoint topic to its end; newest verified state per wanted name."""
+        consumer = await assigned_consumer(
+            self.rt.settings.bootstrap_servers, self.topic, from_beginning=True
+        )
+        if consumer is None:
+            return {}
+        records: list[tuple[bytes, bytes | None]] = []
+        try:
+            tps = list(consumer.assignment())
+            ends = await consumer.end_offsets(tps)
+            while True:
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(p >= ends[tp] for p, tp in zip(positions, tps, strict=True)):
+                    break
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    records += [(r.key, r.value) for r in batch]
+        finally:
+            await consumer.stop()
+        fresh = {
+            name: r
+            for name, r in self.rt.checkpointer.decode(records, wanted).items()
+            if self.restored.get(name) != r.generation
+        }
+        return fresh
+
+
+# -- agents -------------------------------------------------------------------------
+def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str) -> Agent:
     detections_topic = rt.config.topic("detections").name
     deadletter_topic = rt.config.topic("deadletter").name
     process = rt.processor.process
@@ -56,26 +176,29 @@ def scoring_agent(app: faust.App, rt: Runtime, domain: str) -> Agent:
             if out:
                 await publish(app, out)
             batch_seconds.observe(time.perf_counter() - started)
+            await keeper.maybe_save()
 
     return score
 
 
-def alert_agent(app: faust.App, rt: Runtime) -> Agent:
-    stage = rt.alerts
+def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     batch_seconds = metrics.batch_seconds.labels("alerts")
     size, within = rt.settings.batch_size, rt.settings.batch_within
 
     async def correlate(stream: faust.StreamT) -> None:
-        # Counters are cumulative in the correlator; metrics get the increments.
-        seen = dict(stage.correlator.counters)
+        # Correlator counters are cumulative per stage; metrics get the increments.
+        seen: dict[int, dict[str, int]] = {}
         async for events in stream.take_events(size, within=within):
             started = time.perf_counter()
             outgoing = []
             bad = []
+            touched = set()
             for e in events:
                 m = e.message
+                stage = rt.stage(m.partition)
+                touched.add(m.partition)
                 try:
                     outgoing.extend(stage.process(orjson.loads(m.value)))
                 except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError) as exc:
@@ -105,17 +228,21 @@ def alert_agent(app: faust.App, rt: Runtime) -> Agent:
                         metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
                     elif o.kind == "audit":
                         metrics.audit_records.inc()
-            counters = stage.correlator.counters
-            metrics.suppressed.inc(counters["suppressed"] - seen["suppressed"])
-            metrics.incidents.inc(counters["incidents_opened"] - seen["incidents_opened"])
-            seen.update(counters)
+            for partition in touched:
+                counters = rt.stages[partition].correlator.counters
+                before = seen.setdefault(partition, {})
+                metrics.suppressed.inc(counters["suppressed"] - before.get("suppressed", 0))
+                metrics.incidents.inc(
+                    counters["incidents_opened"] - before.get("incidents_opened", 0)
+                )
+                seen[partition] = dict(counters)
             batch_seconds.observe(time.perf_counter() - started)
+            await keeper.maybe_save()
 
     return correlate
 
 
 def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
-    stage = rt.alerts
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
 
@@ -126,7 +253,7 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
             for e in events:
                 m = e.message
                 try:
-                    result = stage.feedback(m.value, now)
+                    fb, result = rt.feedback(m.value, now)
                 except InvalidEvent as exc:
                     metrics.invalid_counter("feedback", exc.code).inc()
                     bad.append(
@@ -148,7 +275,6 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
                 if result is None:
                     continue
                 latency, severity, detectors = result
-                fb = parse_feedback(m.value)
                 child = metrics.response_latency.get((fb["agency"], severity))
                 if child is not None:
                     child.observe(latency)

@@ -28,17 +28,25 @@ def create_app(rt: Runtime) -> faust.App:
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes)
 
+    keeper = agents.StateKeeper(app, rt)
     for domain, spec in cfg.input_topics.items():
-        app.agent(topic(spec.name), name=f"score-{domain}")(agents.scoring_agent(app, rt, domain))
-    app.agent(topic(cfg.topic("detections").name), name="alerts")(agents.alert_agent(app, rt))
+        app.agent(topic(spec.name), name=f"score-{domain}")(
+            agents.scoring_agent(app, rt, keeper, domain)
+        )
+    app.agent(topic(cfg.topic("detections").name), name="alerts")(
+        agents.alert_agent(app, rt, keeper)
+    )
     app.agent(topic(cfg.topic("feedback").name), name="feedback")(agents.feedback_agent(app, rt))
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:
+        # Restore before the gauge says ready: the consumer is paused until we return.
+        await keeper.on_assigned(assigned)
         rt.metrics.assigned_partitions.set(len(assigned))
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: object, revoked: set, **kwargs: object) -> None:
         rt.metrics.assigned_partitions.set(0)
+        await keeper.on_revoked(revoked)
 
     return app

@@ -112,6 +112,22 @@ class Metrics:
             "Topic partitions assigned to this worker",
             registry=r,
         )
+        self.state_restored = Counter(
+            "watchfloor_state_restored",
+            "Partition states restored from a checkpoint",
+            ["kind"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "watchfloor_checkpoint_seconds",
+            "Time to checkpoint state to Kafka",
+            registry=r,
+        )
+        self.checkpoint_bytes = Gauge(
+            "watchfloor_checkpoint_bytes",
+            "Size of the last checkpoint written",
+            registry=r,
+        )
         self.lag = Gauge(
             "watchfloor_consumer_lag",
             "Records behind the end of the input topic",

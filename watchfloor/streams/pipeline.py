@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,21 +68,32 @@ def deadletter(
 
 
 class EventProcessor:
-    """Score batches of raw input records for every domain."""
+    """Score batches of raw input records, with one engine (and so one set of learnt
+    detector state) per input partition: state moves with its partition on rebalance."""
 
-    def __init__(self, engines: Mapping[str, DomainEngine], metrics: Metrics) -> None:
-        self.engines = dict(engines)
+    def __init__(self, factory: Callable[[str], DomainEngine], metrics: Metrics) -> None:
+        self.factory = factory
         self.metrics = metrics
+        self.engines: dict[tuple[str, int], DomainEngine] = {}
+        # Engines that learnt something since their last checkpoint.
+        self.dirty: set[tuple[str, int]] = set()
+
+    def engine(self, domain: str, partition: int) -> DomainEngine:
+        key = (domain, partition)
+        engine = self.engines.get(key)
+        if engine is None:
+            engine = self.engines[key] = self.factory(domain)
+        return engine
 
     def process(
         self, domain: str, records: Iterable[RawRecord]
     ) -> tuple[list[dict[str, Any]], list[bytes]]:
         """Return (detections, dead-letter records) for a batch of one domain's records."""
-        engine = self.engines[domain]
-        score = engine.process
         detections: list[dict[str, Any]] = []
         deadletters: list[bytes] = []
         n = 0
+        current = -1
+        score = None
         for value, key, topic, partition, offset, arrival in records:
             n += 1
             try:
@@ -93,6 +104,11 @@ class EventProcessor:
                     deadletter(value, topic, partition, offset, exc.code, exc.detail, key=key)
                 )
                 continue
+            if partition != current or score is None:
+                # Batches hold runs of one partition; switch engines only at run edges.
+                current = partition
+                score = self.engine(domain, partition).process
+                self.dirty.add((domain, partition))
             found = score(event, arrival)
             if found:
                 detections.extend(found)

@@ -2,20 +2,31 @@
 
 Building it validates the whole configuration: an unknown detector, a plugin that fails
 to import or bad parameters raise here, before any message is consumed.
+
+State is per partition: one detector engine per input partition and one alert stage per
+partition of the detections topic, so that state moves with its partition when the
+consumer group rebalances (see :mod:`watchfloor.streams.checkpoint`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from watchfloor.alerts.audit import AuditChain
+from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
 from watchfloor.alerts.stage import AlertStage
 from watchfloor.config import Config, load_config
-from watchfloor.detectors.engine import DomainEngine, build_engines
+from watchfloor.detectors.engine import build_engine, build_engines
+from watchfloor.detectors.registry import discover
 from watchfloor.settings import Settings
+from watchfloor.streams.checkpoint import Checkpointer
+from watchfloor.streams.decoding import InvalidEvent
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
 
@@ -40,9 +51,13 @@ class Runtime:
     settings: Settings
     config: Config
     metrics: Metrics
-    engines: dict[str, DomainEngine]
     processor: EventProcessor
-    alerts: AlertStage
+    tracker: ResponseTracker
+    checkpointer: Checkpointer
+    key: bytes = field(repr=False)
+    stages: dict[int, AlertStage] = field(default_factory=dict)
+    # Distinguishes this worker's audit chains from those of earlier owners.
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @classmethod
     def build(
@@ -53,24 +68,67 @@ class Runtime:
     ) -> Runtime:
         settings = settings or Settings.from_env()
         config = config or load_config(settings.topics_file)
-        detector_names = sorted({d.name for d in config.detectors})
+        detectors = discover()
         metrics = Metrics(
             registry,
             domains=config.input_topics,
             agencies=[a.name for a in config.agencies],
-            detectors=detector_names,
+            detectors=sorted({d.name for d in config.detectors}),
         )
-        engines = build_engines(
-            config,
-            on_error=lambda name, exc: metrics.detector_error_counter(name).inc(),
-            on_detection=lambda name: metrics.detection_counter(name).inc(),
-        )
+
+        def on_error(name: str, exc: BaseException) -> None:
+            metrics.detector_error_counter(name).inc()
+
+        def on_detection(name: str) -> None:
+            metrics.detection_counter(name).inc()
+
+        # Validate every detector now: configuration errors stop the worker at start.
+        build_engines(config, detectors, on_error, on_detection)
         key = pseudonym_key(settings)
+        AlertStage(config, key)  # validates key length and agreements the same way
+
+        def factory(domain: str):  # noqa: ANN202
+            return build_engine(config, domain, detectors, on_error, on_detection)
+
         return cls(
             settings=settings,
             config=config,
             metrics=metrics,
-            engines=engines,
-            processor=EventProcessor(engines, metrics),
-            alerts=AlertStage(config, key),
+            processor=EventProcessor(factory, metrics),
+            tracker=ResponseTracker(),
+            checkpointer=Checkpointer(key),
+            key=key,
         )
+
+    # -- alert stages, one per detections partition -------------------------------
+    def stage(self, partition: int, state: dict[str, Any] | None = None) -> AlertStage:
+        stage = self.stages.get(partition)
+        if stage is None or state is not None:
+            stage = AlertStage(
+                self.config,
+                self.key,
+                chain=f"alerts-{partition}-{self.incarnation}",
+                state=state,
+            )
+            # One audit chain per owner of a partition: a restored stage starts a new
+            # chain rather than forking the previous owner's (whose tail may be newer
+            # than the checkpoint). Response tracking is worker-wide.
+            stage.audit = AuditChain(f"alerts-{partition}-{self.incarnation}")
+            stage.tracker = self.tracker
+            stage.correlator.weights = self.tracker.weights
+            self.stages[partition] = stage
+        return stage
+
+    def feedback(
+        self, raw: bytes | None, now: float
+    ) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None]:
+        """Apply one feedback message; raise InvalidEvent if it is malformed."""
+        fb = parse_feedback(raw)
+        if fb["agency"] not in {a.name for a in self.config.agencies}:
+            raise InvalidEvent("bad_value", f"unknown agency {fb['agency'][:64]!r}")
+        result = self.tracker.feedback(fb, now)
+        if fb.get("verdict") is not None:
+            weights = self.tracker.weights
+            for stage in self.stages.values():
+                stage.correlator.weights = weights
+        return fb, result

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.conftest import metric_value, start_worker, stop_worker
+from tests.integration.conftest import Worker, metric_value, start_worker, stop_worker
 from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.config import Config
 from watchfloor.detectors.engine import build_engine
@@ -53,7 +53,9 @@ def offline_score(config: Config, events: list[dict], detector: str) -> float:
     return score
 
 
-def wait_metric(worker, name: str, at_least: float, timeout: float = 60, **labels: str) -> float:  # noqa: ANN001
+def wait_metric(
+    worker: Worker, name: str, at_least: float, timeout: float = 60, **labels: str
+) -> float:
     deadline = time.monotonic() + timeout
     value = 0.0
     while time.monotonic() < deadline:

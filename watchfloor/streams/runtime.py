@@ -22,7 +22,7 @@ from watchfloor.alerts.audit import AuditChain
 from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
 from watchfloor.alerts.stage import AlertStage
 from watchfloor.config import Config, load_config
-from watchfloor.detectors.engine import build_engine, build_engines
+from watchfloor.detectors.engine import DomainEngine, build_engine, build_engines
 from watchfloor.detectors.registry import discover
 from watchfloor.settings import Settings
 from watchfloor.streams.checkpoint import Checkpointer
@@ -87,7 +87,7 @@ class Runtime:
         key = pseudonym_key(settings)
         AlertStage(config, key)  # validates key length and agreements the same way
 
-        def factory(domain: str):  # noqa: ANN202
+        def factory(domain: str) -> DomainEngine:
             return build_engine(config, domain, detectors, on_error, on_detection)
 
         return cls(

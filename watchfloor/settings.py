@@ -38,6 +38,9 @@ class Settings:
     batch_within: float = 0.05
     # Seconds between checkpoints of detector and correlation state to Kafka.
     checkpoint_interval: float = 10.0
+    # How long the group waits for a silent worker before giving its partitions to
+    # another: the floor of takeover time after a crash.
+    session_timeout: float = 10.0
     # Secret: keyed HMAC for pseudonymised fields. repr=False keeps it out of logs.
     pseudonym_key: str = field(default="", repr=False)
     # Kafka authentication (docs/security.md). A username upgrades PLAINTEXT to

@@ -66,6 +66,14 @@ class DomainEngine:
                 restored.append(slot.name)
         return restored
 
+    def learn(self, event: Mapping[str, Any]) -> None:
+        """Learn one event without scoring it (state replay after a restore)."""
+        for slot in self.slots:
+            try:
+                slot.detector.learn_one(event)
+            except Exception as exc:
+                self._on_error(slot.name, exc)
+
     def process(self, event: Mapping[str, Any], arrival: float) -> list[dict[str, Any]]:
         """Score then learn one event; return its detections (usually none)."""
         found: list[dict[str, Any]] = []

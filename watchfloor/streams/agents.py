@@ -16,11 +16,14 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from watchfloor.streams.clients import assigned_consumer
 from watchfloor.streams.decoding import InvalidEvent
 from watchfloor.streams.pipeline import deadletter
 from watchfloor.streams.runtime import Runtime
+from watchfloor.streams.security import client_kwargs
 
 Agent = Callable[[faust.StreamT], Awaitable[None]]
 
@@ -52,11 +55,11 @@ class StateKeeper:
         self.detections_topic = rt.config.topic("detections").name
         self.interval = rt.settings.checkpoint_interval
         self.last = time.monotonic()
-        self.restored: dict[str, int] = {}
         metrics = rt.metrics
         self._restored = metrics.state_restored
         self._seconds = metrics.checkpoint_seconds
         self._bytes = metrics.checkpoint_bytes
+        self._replayed = metrics.state_replayed
 
     async def save(self, names: Iterable[str] | None = None) -> None:
         """Checkpoint the named states (default: every state changed since the last)."""
@@ -69,12 +72,21 @@ class StateKeeper:
             dirty = (domain, partition) in rt.processor.dirty
             if (wanted is None and dirty) or (wanted is not None and name in wanted):
                 snapshot = rt.processor.engines[(domain, partition)].snapshot()
-                out += [(self.topic, k, v) for k, v in rt.checkpointer.encode(name, snapshot)]
+                nxt = rt.processor.next_offset.get((domain, partition))
+                offsets = {} if nxt is None else {"next": nxt}
+                out += [
+                    (self.topic, k, v) for k, v in rt.checkpointer.encode(name, snapshot, offsets)
+                ]
                 rt.processor.dirty.discard((domain, partition))
         for partition, stage in list(rt.stages.items()):
             name = alerts_name(partition)
             if wanted is None or name in wanted:
-                out += [(self.topic, k, v) for k, v in rt.checkpointer.encode(name, stage.state())]
+                nxt = rt.stage_next.get(partition)
+                offsets = {} if nxt is None else {"next": nxt}
+                out += [
+                    (self.topic, k, v)
+                    for k, v in rt.checkpointer.encode(name, stage.state(), offsets)
+                ]
         if out:
             await publish(self.app, out)
             self._bytes.set(sum(len(v) for *_, v in out))
@@ -104,30 +116,89 @@ class StateKeeper:
         # Forget state of partitions now owned elsewhere.
         for key in list(rt.processor.engines):
             if score_name(*key) not in wanted:
-                del rt.processor.engines[key]
-                rt.processor.dirty.discard(key)
+                rt.processor.drop(key)
         for partition in list(rt.stages):
             if alerts_name(partition) not in wanted:
-                del rt.stages[partition]
+                rt.drop_stage(partition)
         restored = await self.load(wanted)
+        if not restored:
+            return
+        committed = await self.committed()
         for name, r in restored.items():
-            if rt.checkpointer.last.get(name, (0, ""))[0] > r.generation:
-                continue
             kind, *rest = name.split(".")
+            nxt = r.offsets.get("next")
             if kind == "score":
                 domain, partition = rest[0], int(rest[1])
+                topic = rt.config.input_topics[domain].name
                 engine = rt.processor.factory(domain)
                 engine.restore(r.state)
-                rt.processor.engines[(domain, partition)] = engine
+                key = (domain, partition)
+                rt.processor.drop(key)
+                rt.processor.engines[key] = engine
+                if nxt is not None:
+                    rt.processor.next_offset[key] = nxt
+                    done = committed.get((topic, partition), -1)
+                    if done < nxt:
+                        rt.processor.skip_until[key] = nxt
+                    elif done > nxt:
+                        values = await self.read(topic, partition, nxt, done)
+                        rt.processor.learn(domain, partition, values)
+                        self._replayed.inc(len(values))
             else:
-                rt.stage(int(rest[0]), state=r.state)
+                partition = int(rest[0])
+                stage = rt.stage(partition, state=r.state)
+                if nxt is not None:
+                    rt.stage_next[partition] = nxt
+                    done = committed.get((self.detections_topic, partition), -1)
+                    if done < nxt:
+                        rt.stage_skip[partition] = nxt
+                    elif done > nxt:
+                        values = await self.read(self.detections_topic, partition, nxt, done)
+                        for value in values:
+                            try:
+                                stage.process(orjson.loads(value))  # outputs were published
+                            except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError):
+                                continue
+                        rt.new_audit_chain(stage, partition)
+                        self._replayed.inc(len(values))
             self._restored.labels(kind).inc()
-            self.restored[name] = r.generation
+
+    async def committed(self) -> dict[tuple[str, int], int]:
+        """The consumer group's committed offsets (what Faust will resume from)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.rt.settings.bootstrap_servers)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.rt.settings.app_id)
+        finally:
+            await admin.close()
+        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[bytes | None]:
+        """Values of ``topic[partition]`` from offset ``start`` up to ``end`` (exclusive)."""
+        consumer = await assigned_consumer(
+            self.rt.settings.bootstrap_servers, topic, from_beginning=True
+        )
+        values: list[bytes | None] = []
+        if consumer is None:
+            return values
+        try:
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
+                for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    values += [r.value for r in batch if r.offset < end]
+        finally:
+            await consumer.stop()
+        return values
 
     async def load(self, wanted: set[str]) -> dict[str, Any]:
         """Read the checkpoint topic to its end; newest verified state per wanted name."""
         consumer = await assigned_consumer(
-            self.rt.settings.bootstrap_servers, self.topic, from_beginning=True
+            self.rt.settings.bootstrap_servers,
+            self.topic,
+            from_beginning=True,
+            security=client_kwargs(self.rt.settings),
         )
         if consumer is None:
             return {}
@@ -143,12 +214,21 @@ class StateKeeper:
                     records += [(r.key, r.value) for r in batch]
         finally:
             await consumer.stop()
-        fresh = {
+        mine = dict(self.rt.checkpointer.last)
+        decoded = self.rt.checkpointer.decode(records, wanted)
+        # A checkpoint this worker wrote itself of state it still holds needs no restore
+        # (the common case of a rebalance that gives the same partitions back).
+        return {
             name: r
-            for name, r in self.rt.checkpointer.decode(records, wanted).items()
-            if self.restored.get(name) != r.generation
+            for name, r in decoded.items()
+            if mine.get(name, (None, ""))[0] != r.generation or not self.holds(name)
         }
-        return fresh
+
+    def holds(self, name: str) -> bool:
+        kind, *rest = name.split(".")
+        if kind == "score":
+            return (rest[0], int(rest[1])) in self.rt.processor.engines
+        return int(rest[0]) in self.rt.stages
 
 
 # -- agents -------------------------------------------------------------------------
@@ -199,6 +279,9 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 m = e.message
                 stage = rt.stage(m.partition)
                 touched.add(m.partition)
+                rt.stage_next[m.partition] = m.offset + 1
+                if m.offset < rt.stage_skip.get(m.partition, -1):
+                    continue  # processed and published by the previous owner
                 try:
                     outgoing.extend(stage.process(orjson.loads(m.value)))
                 except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError) as exc:

@@ -6,6 +6,7 @@ import faust
 
 from watchfloor.streams import agents
 from watchfloor.streams.runtime import Runtime
+from watchfloor.streams.security import broker_credentials
 
 
 def create_app(rt: Runtime) -> faust.App:
@@ -13,6 +14,7 @@ def create_app(rt: Runtime) -> faust.App:
     app = faust.App(
         s.app_id,
         broker=s.broker,
+        broker_credentials=broker_credentials(s),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
@@ -22,6 +24,8 @@ def create_app(rt: Runtime) -> faust.App:
         producer_acks=-1,
         producer_linger=0.002,
         broker_max_poll_records=s.batch_size,
+        broker_session_timeout=s.session_timeout,
+        broker_heartbeat_interval=max(0.5, s.session_timeout / 10),
         web_enabled=False,
     )
 

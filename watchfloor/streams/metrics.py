@@ -118,6 +118,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.state_replayed = Counter(
+            "watchfloor_state_replayed",
+            "Records re-learnt after a restore (processed by the previous owner after its "
+            "last checkpoint)",
+            registry=r,
+        )
         self.checkpoint_seconds = Histogram(
             "watchfloor_checkpoint_seconds",
             "Time to checkpoint state to Kafka",

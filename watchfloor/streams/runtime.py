@@ -56,6 +56,10 @@ class Runtime:
     checkpointer: Checkpointer
     key: bytes = field(repr=False)
     stages: dict[int, AlertStage] = field(default_factory=dict)
+    # Per detections partition: next offset covered by the stage's state, and the offset
+    # below which records were already processed by a previous owner (see StateKeeper).
+    stage_next: dict[int, int] = field(default_factory=dict)
+    stage_skip: dict[int, int] = field(default_factory=dict)
     # Distinguishes this worker's audit chains from those of earlier owners.
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -110,14 +114,22 @@ class Runtime:
                 chain=f"alerts-{partition}-{self.incarnation}",
                 state=state,
             )
-            # One audit chain per owner of a partition: a restored stage starts a new
-            # chain rather than forking the previous owner's (whose tail may be newer
-            # than the checkpoint). Response tracking is worker-wide.
-            stage.audit = AuditChain(f"alerts-{partition}-{self.incarnation}")
+            self.new_audit_chain(stage, partition)
+            # Response tracking is worker-wide.
             stage.tracker = self.tracker
             stage.correlator.weights = self.tracker.weights
             self.stages[partition] = stage
         return stage
+
+    def new_audit_chain(self, stage: AlertStage, partition: int) -> None:
+        # One audit chain per owner of a partition: a restored stage starts a new chain
+        # rather than forking the previous owner's (whose tail may be newer than the
+        # checkpoint it restored from).
+        stage.audit = AuditChain(f"alerts-{partition}-{self.incarnation}")
+
+    def drop_stage(self, partition: int) -> None:
+        for table in (self.stages, self.stage_next, self.stage_skip):
+            table.pop(partition, None)
 
     def feedback(
         self, raw: bytes | None, now: float

@@ -20,6 +20,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s
 
 
+def _security(args: argparse.Namespace) -> dict:
+    """aiokafka authentication kwargs from the settings (docs/security.md)."""
+    from watchfloor.streams.security import client_kwargs
+
+    return client_kwargs(_settings(args))
+
+
 def _config(args: argparse.Namespace):
     from watchfloor.config import load_config
 
@@ -30,10 +37,15 @@ def _config(args: argparse.Namespace):
 def cmd_kafka(args: argparse.Namespace) -> int:
     from watchfloor.streams.kafka_local import KafkaLauncherError, LocalKafka
 
-    broker = LocalKafka(port=args.port, data_dir=args.data_dir)
+    broker = LocalKafka(port=args.port, data_dir=args.data_dir, secure=args.secure)
     try:
         if args.action == "start":
             print(broker.start())
+            if broker.is_secure:
+                print(
+                    f"admin credentials: WATCHFLOOR_SASL_USERNAME={broker.admin_user} "
+                    f"WATCHFLOOR_SASL_PASSWORD_FILE={broker.admin_password_file}"
+                )
         elif args.action == "stop":
             print(broker.stop())
         else:
@@ -51,9 +63,34 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from watchfloor.streams.topics import apply_topics
 
     settings = _settings(args)
-    report = asyncio.run(apply_topics(_config(args), settings.bootstrap_servers))
+    report = asyncio.run(
+        apply_topics(_config(args), settings.bootstrap_servers, security=_security(args))
+    )
     for line in report.lines():
         print(line)
+    return 0
+
+
+# -- acl -----------------------------------------------------------------------
+def cmd_acl(args: argparse.Namespace) -> int:
+    import os
+
+    from watchfloor.streams.acls import apply_acls, derive_grants, read_credentials
+
+    settings, cfg = _settings(args), _config(args)
+    creds = args.credentials or os.environ.get("WATCHFLOOR_ACL_CREDENTIALS_FILE")
+    principals = set(derive_grants(cfg, settings.app_id))
+    passwords = read_credentials(Path(creds) if creds else None, principals)
+    report = apply_acls(
+        cfg,
+        settings.bootstrap_servers,
+        settings.app_id,
+        _security(args),
+        passwords,
+        dry_run=args.dry_run,
+    )
+    for line in report.lines():
+        print(("(dry run) " if args.dry_run else "") + line)
     return 0
 
 
@@ -89,6 +126,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             duration=args.duration,
             seed=args.seed,
             days=args.days,
+            security=_security(args),
         )
     )
     print(orjson.dumps(counts, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
@@ -125,10 +163,11 @@ async def _tail(
     from_beginning: bool,
     max_messages: int | None,
     timeout: float | None,
+    security: dict | None = None,
 ) -> int:
     from watchfloor.streams.clients import assigned_consumer
 
-    consumer = await assigned_consumer(bootstrap, topic, from_beginning)
+    consumer = await assigned_consumer(bootstrap, topic, from_beginning, security=security)
     if consumer is None:
         print(
             f"error: topic {topic!r} does not exist (run `watchfloor topics apply`)",
@@ -179,6 +218,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 args.from_beginning,
                 args.max,
                 args.timeout,
+                _security(args),
             )
         )
     except KeyboardInterrupt:
@@ -205,7 +245,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
         record["note"] = args.note
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=_settings(args).bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=_settings(args).bootstrap_servers, acks="all", **_security(args)
+        )
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -258,11 +300,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["start", "stop", "status"])
     k.add_argument("--port", type=int, default=9092)
     k.add_argument("--data-dir", type=Path, default=None)
+    k.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL/SCRAM-SHA-512 and deny-by-default ACLs (docs/security.md)",
+    )
     k.set_defaults(func=cmd_kafka)
 
     t = sub.add_parser("topics", help="create the topics of topics.yaml, report drift")
     t.add_argument("action", choices=["apply"])
     t.set_defaults(func=cmd_topics)
+
+    acl = sub.add_parser(
+        "acl", help="apply principals, ACLs and SCRAM users derived from topics.yaml"
+    )
+    acl.add_argument("action", choices=["apply"])
+    acl.add_argument(
+        "--credentials",
+        help="file of 'principal:password' lines (default $WATCHFLOOR_ACL_CREDENTIALS_FILE)",
+    )
+    acl.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    acl.set_defaults(func=cmd_acl)
 
     w = sub.add_parser("worker", help="run the stream-processing worker")
     w.add_argument("--loglevel", default="warning")
@@ -305,11 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from watchfloor.config import ConfigError
     from watchfloor.detectors.registry import DetectorConfigError
+    from watchfloor.streams.security import SecurityConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DetectorConfigError) as exc:
+    except (ConfigError, DetectorConfigError, SecurityConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

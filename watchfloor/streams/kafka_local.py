@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 KAFKA_VERSION = "3.9.2"
 SCALA_VERSION = "2.13"
@@ -126,6 +128,10 @@ class LocalKafka:
     data_dir: Path | None = None
     controller_port: int | None = None
     heap: str = "512m"
+    #: SASL/SCRAM-SHA-512 + ACLs (deny by default) on the client listener; see
+    #: docs/security.md. A data dir formatted secure always starts secure.
+    secure: bool = False
+    admin_user: str = "admin"
 
     @property
     def dir(self) -> Path:
@@ -146,6 +152,49 @@ class LocalKafka:
     @property
     def log_file(self) -> Path:
         return self.dir / "logs" / "server.log"
+
+    # -- security ----------------------------------------------------------------
+    @property
+    def admin_password_file(self) -> Path:
+        return self.dir / "admin.password"
+
+    @property
+    def is_secure(self) -> bool:
+        return self.secure or self.admin_password_file.exists()
+
+    def admin_password(self) -> str:
+        """The super user's password: kept in ``admin.password`` (mode 0600) in the data
+        dir; taken from ``WATCHFLOOR_KAFKA_ADMIN_PASSWORD[_FILE]`` when the dir is first
+        formatted, generated otherwise."""
+        f = self.admin_password_file
+        if f.exists():
+            return f.read_text().strip()
+        pw = os.environ.get("WATCHFLOOR_KAFKA_ADMIN_PASSWORD", "")
+        if not pw and os.environ.get("WATCHFLOOR_KAFKA_ADMIN_PASSWORD_FILE"):
+            pw = Path(os.environ["WATCHFLOOR_KAFKA_ADMIN_PASSWORD_FILE"]).read_text().strip()
+        if not pw:
+            pw = secrets.token_urlsafe(24)
+        if len(pw) < 12 or any(c in pw for c in '"\\,[]=\n '):
+            raise KafkaLauncherError(
+                "the broker admin password must be at least 12 characters without "
+                'quotes, backslashes, commas, brackets, "=" or spaces'
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(pw + "\n")
+        return pw
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """aiokafka kwargs for the super user (PLAINTEXT when not secure)."""
+        if not self.is_secure:
+            return {}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": self.admin_user,
+            "sasl_plain_password": self.admin_password(),
+        }
 
     # -- files -------------------------------------------------------------------
     def _write_config(self) -> Path:
@@ -175,7 +224,36 @@ class LocalKafka:
             "log.retention.check.interval.ms": "60000",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        if self.is_secure:
+            d.chmod(0o700)
+            pw = self.admin_password()
+            props.update(
+                {
+                    "listeners": f"CLIENT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.cport}",
+                    "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
+                    # SCRAM is not supported on the KRaft controller listener: it stays
+                    # PLAINTEXT on loopback and its principal, User:ANONYMOUS, must be a
+                    # super user so the controller can authorize the broker's registration.
+                    "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name": "CLIENT",
+                    "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                    "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                    "listener.name.client.scram-sha-512.sasl.jaas.config": (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                        f'username="{self.admin_user}" password="{pw}";'
+                    ),
+                    "authorizer.class.name": (
+                        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                    ),
+                    "allow.everyone.if.no.acl.found": "false",
+                    "super.users": f"User:{self.admin_user};User:ANONYMOUS",
+                }
+            )
         conf = d / "server.properties"
+        # The JAAS line holds the admin password: owner-only before anything is written.
+        conf.touch(mode=0o600, exist_ok=True)
+        conf.chmod(0o600)
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (d / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
         return conf
@@ -197,6 +275,11 @@ class LocalKafka:
 
     def _format(self, libs: Path, conf: Path) -> None:
         if (self.dir / "data" / "meta.properties").exists():
+            if self.secure and not (self.dir / "scram-formatted").exists():
+                raise KafkaLauncherError(
+                    f"{self.dir} was formatted without --secure (no admin user); "
+                    "use a new --data-dir for a secured broker"
+                )
             return
         uuid = subprocess.run(
             self._java_cmd(libs, "kafka.tools.StorageTool", "random-uuid"),
@@ -207,18 +290,35 @@ class LocalKafka:
         cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 else ""
         if not cluster_id:
             raise KafkaLauncherError(f"StorageTool random-uuid failed: {uuid.stderr[-1000:]}")
+        scram: list[str] = []
+        if self.is_secure:
+            # The super user exists from the start (no one could create it later). The
+            # password is on this short-lived command line: see docs/security.md.
+            pw = self.admin_password()
+            scram = ["--add-scram", f"SCRAM-SHA-512=[name={self.admin_user},password={pw}]"]
         fmt = subprocess.run(
             self._java_cmd(
-                libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf), "-g"
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(conf),
+                "-g",
+                *scram,
             ),
             capture_output=True,
             text=True,
             check=False,
         )
         if fmt.returncode != 0:
-            raise KafkaLauncherError(
-                f"StorageTool format failed: {(fmt.stdout + fmt.stderr)[-1000:]}"
-            )
+            out = fmt.stdout + fmt.stderr
+            if scram:
+                out = out.replace(self.admin_password(), "***")
+            raise KafkaLauncherError(f"StorageTool format failed: {out[-1000:]}")
+        if scram:
+            (self.dir / "scram-formatted").write_text(self.admin_user + "\n")
 
     # -- process -----------------------------------------------------------------
     def pid(self) -> int | None:
@@ -237,7 +337,7 @@ class LocalKafka:
         return pid
 
     def answering(self, timeout: float = 5.0) -> bool:
-        return broker_answers(self.bootstrap, timeout)
+        return broker_answers(self.bootstrap, timeout, **self.client_kwargs())
 
     def start(self, timeout: float = 90.0, out=sys.stderr) -> str:
         """Start (idempotent); return a one-line status. Raises KafkaLauncherError."""
@@ -272,10 +372,15 @@ class LocalKafka:
                 raise KafkaLauncherError(
                     f"broker exited with code {proc.returncode}; last log lines:\n{self._tail()}"
                 )
-            if broker_answers(self.bootstrap, timeout=2.0):
+            if self.answering(timeout=2.0):
                 return (
                     f"Kafka {KAFKA_VERSION} started on {self.bootstrap} "
-                    f"(pid {proc.pid}, data {self.dir})"
+                    f"(pid {proc.pid}, data {self.dir}"
+                    + (
+                        f", SASL/SCRAM-SHA-512, ACLs, admin {self.admin_user!r})"
+                        if self.is_secure
+                        else ")"
+                    )
                 )
             time.sleep(0.5)
         self.stop()
@@ -341,14 +446,15 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+def broker_answers(bootstrap: str, timeout: float = 5.0, **security: Any) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request (``security``:
+    aiokafka authentication kwargs, e.g. from ``watchfloor.streams.security``)."""
 
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security
         )
         try:
             await asyncio.wait_for(admin.start(), timeout)

@@ -886,6 +886,11 @@ class Simulator:
             # An occasional trip elsewhere, by day only (a night crossing at a new point
             # after a daytime routine is the unusual_route threat).
             point = rng.randrange(len(self.points))
+        if 1 <= hour < 5 and tr.last_point >= 0:
+            # At night a traveller crosses where they last did: a first use of even a
+            # habitual second point at night, after a daytime routine at the first, is
+            # exactly the unusual_route threat and must not appear unlabelled.
+            point = tr.last_point
         if tr.last_point >= 0 and point != tr.last_point:
             hours = max(t - tr.last_t, 1.0) / HOUR
             if self._dist[tr.last_point][point] / hours > 400.0:
@@ -1657,6 +1662,7 @@ async def publish(
     duration: float,
     seed: int,
     topics: dict[str, str] | None = None,
+    security: dict[str, Any] | None = None,
     **sim_kwargs: Any,
 ) -> dict[str, int]:
     """Publish ``rate * duration`` simulated events to Kafka, paced in wall-clock time.
@@ -1682,6 +1688,9 @@ async def publish(
         Simulator seed.
     topics
         Domain -> topic; defaults to ``events.<domain>``.
+    security
+        Authentication kwargs for the producer
+        (``watchfloor.streams.security.client_kwargs``); default PLAINTEXT.
     **sim_kwargs
         Further :class:`Simulator` parameters.
 
@@ -1703,6 +1712,7 @@ async def publish(
         linger_ms=5,
         acks="all",
         enable_idempotence=True,
+        **(security or {}),
     )
     await producer.start()
     counts: Counter[str] = Counter()

@@ -8,7 +8,9 @@ it is an operator's decision.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -61,10 +63,17 @@ async def describe(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[s
     }
 
 
-async def apply_topics(config: Config, bootstrap: str, replication: int = 1) -> ApplyReport:
+async def apply_topics(
+    config: Config,
+    bootstrap: str,
+    replication: int = 1,
+    security: Mapping[str, Any] | None = None,
+) -> ApplyReport:
     report = ApplyReport()
     specs = list(config.topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30000, **(security or {})
+    )
     await admin.start()
     try:
         current = await describe(admin, specs)

@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=float, default=300.0)
     dm.add_argument("--agency", default="cert")
     dm.set_defaults(func=lambda a: __import__("watchfloor.streams.demo", fromlist=["run"]).run(a))
+    from watchfloor.streams import evaluate
+
+    evaluate.add_parser(sub)
     return p
 
 

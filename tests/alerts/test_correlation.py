@@ -230,3 +230,17 @@ def test_malformed_links_are_skipped(det: Det) -> None:
     d["links"] = [None, {"type": "account"}, {"type": "account", "id": "A1", "via": "x"}]
     a = Correlator(SPEC).add(d)
     assert a and [link["b"]["id"] for link in a["links"]] == ["A1"]
+
+
+def test_detections_join_through_a_link_only_entity() -> None:
+    c = Correlator(CorrelationSpec())
+    person = [{"type": "person", "id": "P1", "via": "person_id"}]
+    a = c.add({"detector": "structuring", "domain": "financial", "event_id": "f1",
+               "score": 0.95, "event_time": 1700000000.0,
+               "entity": {"type": "account", "id": "A1"}, "links": person})
+    b = c.add({"detector": "lost_stolen_document", "domain": "border", "event_id": "b1",
+               "score": 1.0, "event_time": 1700000600.0,
+               "entity": {"type": "document", "id": "D1"}, "links": person})
+    assert a is not None and b is not None
+    assert b["alert_id"] == a["alert_id"]
+    assert b["version"] == 2 and b["domains"] == ["border", "financial"]

@@ -20,6 +20,18 @@ from watchfloor.config import Config
 from watchfloor.streams.topics import apply_topics
 
 
+_STARTED: list[Worker] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_workers() -> Iterator[None]:
+    """A test that fails between starting and stopping a worker must not leave it
+    running (it would keep consuming and skew every later test)."""
+    yield
+    for w in _STARTED:
+        stop_worker(w)
+
+
 @dataclass
 class Worker:
     bootstrap: str
@@ -61,10 +73,14 @@ def worker_env(bootstrap: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(bootstrap: str, config: Config, tmp: Path, **extra: str) -> Worker:
+def start_worker(
+    bootstrap: str, config: Config, tmp: Path, expect_partitions: int | None = None, **extra: str
+) -> Worker:
+    """Start a worker subprocess; return once it owns ``expect_partitions`` partitions
+    (default: all of them, as the only member of its group)."""
     port = free_port()
     app_id = extra.pop("app_id", f"wf-test-{uuid.uuid4().hex[:8]}")
-    log = tmp / f"worker-{app_id}.log"
+    log = tmp / f"worker-{app_id}-{uuid.uuid4().hex[:6]}.log"
     env = worker_env(
         bootstrap,
         WATCHFLOOR_METRICS_PORT=str(port),
@@ -81,7 +97,8 @@ def start_worker(bootstrap: str, config: Config, tmp: Path, **extra: str) -> Wor
             cwd=tmp,
         )
     w = Worker(bootstrap, f"http://127.0.0.1:{port}/metrics", port, app_id, log, proc)
-    wanted = sum(
+    _STARTED.append(w)
+    wanted = expect_partitions or sum(
         t.partitions for t in config.topics if t.role in ("input", "detections", "feedback")
     )
     deadline = time.monotonic() + 90
@@ -121,3 +138,45 @@ def worker(
     w = start_worker(topics, config, tmp_path_factory.mktemp("worker"))
     yield w
     stop_worker(w)
+
+
+def namespace(tmp: Path, prefix: str) -> tuple[Path, Config]:
+    """A copy of topics.yaml whose every topic name starts with ``prefix.`` (isolated
+    topics for a test that replays lots of traffic), and its parsed config."""
+    import yaml
+
+    from watchfloor.config import parse_config
+
+    spec = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    spec["topics"] = {f"{prefix}.{k}": v for k, v in spec["topics"].items()}
+    for name, agency in spec["agencies"].items():
+        agency["topic"] = f"{prefix}.alerts.{name}"
+    path = tmp / f"{prefix}-topics.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path, parse_config(spec, str(path))
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Records of ``topics`` not yet committed by consumer group ``group``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from watchfloor.streams.clients import assigned_consumer
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    done = {(tp.topic, tp.partition): om.offset for tp, om in committed.items()}
+    lag = 0
+    for topic in topics:
+        consumer = await assigned_consumer(bootstrap, topic, from_beginning=False)
+        assert consumer is not None, topic
+        try:
+            for tp in consumer.assignment():
+                end = await consumer.position(tp)
+                lag += max(0, end - max(0, done.get((tp.topic, tp.partition), 0)))
+        finally:
+            await consumer.stop()
+    return lag

@@ -331,25 +331,39 @@ class Correlator:
         self._by_entity.put(ekey, t, inc.alert_id)
 
     def _find(self, ekey: str, t: float) -> Incident | None:
-        incidents = self._incidents
-        aid = self._by_entity.get(ekey)
-        if aid is not None:
-            inc = incidents.get(aid)
-            if inc is not None and self._in_window(inc, t):
-                return inc
+        inc = self._live(ekey, t)
+        if inc is not None:
+            return inc
         best: Incident | None = None
+        connectors: list[str] = []
         for other in self._links.get(ekey) or ():
-            aid = self._by_entity.get(other)
-            if aid is None:
-                continue
-            inc = incidents.get(aid)
-            if inc is not None and self._in_window(inc, t) and (
-                best is None or inc.last > best.last
-            ):
+            inc = self._live(other, t)
+            if inc is None:
+                connectors.append(other)
+            elif best is None or inc.last > best.last:
                 best = inc
+        if best is None:
+            # An entity that only appears in links (a person, a device: no detector is
+            # about them) has no incident of its own; it connects the detections that
+            # name it: document -> person -> account.
+            for other in connectors:
+                for far in self._links.get(other) or ():
+                    if far == ekey:
+                        continue
+                    inc = self._live(far, t)
+                    if inc is not None and (best is None or inc.last > best.last):
+                        best = inc
         if best is not None:
             self.joined_via_link += 1
         return best
+
+    def _live(self, ekey: str, t: float) -> Incident | None:
+        """The open incident of ``ekey`` whose window contains ``t``, if any."""
+        aid = self._by_entity.get(ekey)
+        if aid is None:
+            return None
+        inc = self._incidents.get(aid)
+        return inc if inc is not None and self._in_window(inc, t) else None
 
     def _learn_links(self, ekey: str, links: Any, t: float) -> None:
         table = self._links

@@ -10,6 +10,7 @@ deterministic so consumers can drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from watchfloor.streams.pipeline import deadletter
 from watchfloor.streams.runtime import Runtime
 from watchfloor.streams.security import client_kwargs
 
+log = logging.getLogger(__name__)
 Agent = Callable[[faust.StreamT], Awaitable[None]]
 
 
@@ -111,6 +113,14 @@ class StateKeeper:
         await self.save(self.names(revoked))
 
     async def on_assigned(self, assigned: set) -> None:
+        started = time.monotonic()
+        log.info("assigned %d partitions: restoring state", len(assigned))
+        await self._on_assigned(assigned)
+        log.info(
+            "state ready for %d partitions in %.2fs", len(assigned), time.monotonic() - started
+        )
+
+    async def _on_assigned(self, assigned: set) -> None:
         rt = self.rt
         wanted = self.names(assigned)
         # Forget state of partitions now owned elsewhere.

@@ -349,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--note")
     a.set_defaults(func=cmd_ack)
 
+    from watchfloor.alerts.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
+
     d = sub.add_parser("detectors", help="installed detectors")
     d.add_argument("action", choices=["list"])
     d.set_defaults(func=cmd_detectors)

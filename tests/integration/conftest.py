@@ -19,7 +19,6 @@ from tests.kafka_helpers import run
 from watchfloor.config import Config
 from watchfloor.streams.topics import apply_topics
 
-
 _STARTED: list[Worker] = []
 
 

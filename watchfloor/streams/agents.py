@@ -19,6 +19,7 @@ import faust
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 
 from watchfloor.streams.clients import assigned_consumer
 from watchfloor.streams.decoding import InvalidEvent
@@ -247,6 +248,11 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
     deadletter_topic = rt.config.topic("deadletter").name
     process = rt.processor.process
     batch_seconds = rt.metrics.batch_seconds.labels(f"score.{domain}")
+    topic = rt.config.input_topics[domain].name
+    partitions = rt.config.input_topics[domain].partitions
+    lag = {p: rt.metrics.lag_child(topic, p) for p in range(partitions)}
+    tps = {p: TP(topic, p) for p in range(partitions)}
+    next_offset = rt.processor.next_offset
     size, within = rt.settings.batch_size, rt.settings.batch_within
 
     async def score(stream: faust.StreamT) -> None:
@@ -266,6 +272,12 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
             if out:
                 await publish(app, out)
             batch_seconds.observe(time.perf_counter() - started)
+            # Lag per partition, once per batch: records behind the end of the topic.
+            for p, gauge in lag.items():
+                nxt = next_offset.get((domain, p))
+                high = app.consumer.highwater(tps[p]) if nxt is not None else None
+                if high is not None and nxt is not None:
+                    gauge.set(max(0, high - nxt))
             await keeper.maybe_save()
 
     return score

@@ -51,6 +51,7 @@ def create_app(rt: Runtime) -> faust.App:
     @app.on_partitions_revoked.connect
     async def _revoked(sender: object, revoked: set, **kwargs: object) -> None:
         rt.metrics.assigned_partitions.set(0)
+        rt.metrics.reset_lag()
         await keeper.on_revoked(revoked)
 
     return app

@@ -58,14 +58,22 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker)
     children: list[subprocess.Popen] = []
     try:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "watchfloor.streams.cli", "worker"], env=env
-        )
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        worker_log = settings.state_dir / "demo-worker.log"
+        with open(worker_log, "ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "watchfloor.streams.cli", "worker", "--loglevel", "info"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         children.append(worker)
         url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
         if not _wait_metrics(url, worker):
-            print("error: the worker did not start; see its output above", file=sys.stderr)
+            print(f"error: the worker did not start; see {worker_log}", file=sys.stderr)
             return 1
+        # One simulated day per wall-clock minute: the first day is the detectors' warm-up,
+        # so threats (and their alerts) start after about a minute.
         sim = subprocess.Popen(
             [
                 sys.executable,
@@ -75,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 "--rate",
                 str(args.rate),
                 "--duration",
-                "86400",
+                "3600",
+                "--days",
+                "60",
                 "--seed",
                 "7",
             ],
@@ -85,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
         children.append(sim)
         agency = next((a for a in config.agencies if a.name == args.agency), config.agencies[0])
         print(
-            f"\nwatchfloor is running. Metrics: {url}\n"
-            f"Alerts for {agency.name} ({agency.description}) appear below as the simulator's "
-            f"threats are detected; other agencies: "
+            f"\nwatchfloor is running. Metrics: {url}  (worker log: {worker_log})\n"
+            f"Alerts for {agency.name} ({agency.description}) appear below once the simulated "
+            f"threats start, after a minute of warm-up. Other agencies: "
             f"{', '.join(a.name for a in config.agencies if a is not agency)} "
             f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n",
             flush=True,

@@ -134,12 +134,27 @@ class Metrics:
             "Size of the last checkpoint written",
             registry=r,
         )
+        self._lag_children: dict[tuple[str, int], Gauge] = {}
         self.lag = Gauge(
             "watchfloor_consumer_lag",
             "Records behind the end of the input topic",
             ["topic", "partition"],
             registry=r,
         )
+
+    def lag_child(self, topic: str, partition: int) -> Gauge:
+        """The lag gauge of one partition, bound once."""
+        key = (topic, partition)
+        child = self._lag_children.get(key)
+        if child is None:
+            child = self._lag_children[key] = self.lag.labels(topic, str(partition))
+        return child
+
+    def reset_lag(self) -> None:
+        """On revocation: this worker no longer holds lag for partitions it gave away
+        (their new owner reports it), so stale values must not linger."""
+        for child in self._lag_children.values():
+            child.set(0)
 
     def invalid_counter(self, domain: str, code: str) -> Counter:
         child = self.invalid.get((domain, code))

@@ -10,8 +10,10 @@ consumer group rebalances (see :mod:`watchfloor.streams.checkpoint`).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,8 @@ from watchfloor.streams.checkpoint import Checkpointer
 from watchfloor.streams.decoding import InvalidEvent
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
+
+log = logging.getLogger(__name__)
 
 
 def pseudonym_key(settings: Settings) -> bytes:
@@ -80,8 +84,22 @@ class Runtime:
             detectors=sorted({d.name for d in config.detectors}),
         )
 
+        last_logged: dict[str, float] = {}
+
         def on_error(name: str, exc: BaseException) -> None:
             metrics.detector_error_counter(name).inc()
+            # Rate-limited: a detector failing on every event must not flood the log.
+            now = time.monotonic()
+            if now - last_logged.get(name, -1e9) >= 60.0:
+                last_logged[name] = now
+                log.warning(
+                    "detector %s raised %s: %s (the event went on to the other "
+                    "detectors; further errors counted in "
+                    "watchfloor_detector_errors_total)",
+                    name,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
 
         def on_detection(name: str) -> None:
             metrics.detection_counter(name).inc()

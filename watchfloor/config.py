@@ -21,7 +21,16 @@ from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
 
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
 TOPIC_ROLES = frozenset(
-    {"input", "deadletter", "detections", "alerts", "feedback", "audit", "checkpoints"}
+    {
+        "input",
+        "deadletter",
+        "detections",
+        "alerts",
+        "feedback",
+        "audit",
+        "checkpoints",
+        "published",
+    }
 )
 
 
@@ -184,13 +193,21 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
             )
         )
     names = {t.name for t in topics}
-    for role in ("deadletter", "detections", "feedback", "audit", "checkpoints"):
+    for role in ("deadletter", "detections", "feedback", "audit", "checkpoints", "published"):
         if not any(t.role == role for t in topics):
             raise _fail("topics", f"no topic has role {role!r}")
     for d in DOMAINS:
         if not any(t.role == "input" and t.domain == d for t in topics):
             raise _fail("topics", f"no input topic for domain {d!r}")
     assert len(names) == len(topics)
+    published = next(t for t in topics if t.role == "published")
+    feedback = next(t for t in topics if t.role == "feedback")
+    if published.partitions != feedback.partitions:
+        raise _fail(
+            f"topics.{published.name}.partitions",
+            f"must equal {feedback.name}'s ({feedback.partitions}): both are keyed by alert id "
+            "and one worker must own the same partition of each",
+        )
     return tuple(topics)
 
 

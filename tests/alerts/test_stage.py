@@ -24,7 +24,19 @@ def stage(config: Config, key: bytes) -> AlertStage:
 
 
 def kinds(out: list[Outgoing]) -> list[tuple[str, str, str]]:
-    return [(o.kind, o.agency, o.topic) for o in out]
+    """What agencies and the auditors see (publication records are checked apart)."""
+    return [(o.kind, o.agency, o.topic) for o in out if o.kind != "published"]
+
+
+def test_every_delivery_is_recorded_as_a_publication(config: Config, key: bytes, det: Det) -> None:
+    s = AlertStage(config, key, clock=lambda: T0 + 10)
+    out = s.process(det(entity="ip:10.0.0.9", score=0.92))
+    alerts = [(o.agency, o.key) for o in out if o.kind == "alert"]
+    pubs = [o for o in out if o.kind == "published"]
+    assert [(o.agency, o.key) for o in pubs] == alerts
+    rec = orjson.loads(pubs[0].value)
+    assert rec["alert_id"].encode() == pubs[0].key and rec["t"] == T0 + 10
+    assert rec["detectors"] == ["port_scan"] and pubs[0].topic == "watchfloor.published"
 
 
 def test_high_network_alert_goes_to_cert_and_ctpu_with_audit(
@@ -32,19 +44,23 @@ def test_high_network_alert_goes_to_cert_and_ctpu_with_audit(
 ) -> None:
     out = stage(config, key).process(det(score=0.92, arrival=T0 + 0.25))
     assert kinds(out)[:4] == [
-        ("alert", "cert", "alerts.cert"), ("audit", "cert", "audit.sharing"),
-        ("alert", "ctpu", "alerts.ctpu"), ("audit", "ctpu", "audit.sharing"),
+        ("alert", "cert", "alerts.cert"),
+        ("audit", "cert", "audit.sharing"),
+        ("alert", "ctpu", "alerts.ctpu"),
+        ("audit", "ctpu", "audit.sharing"),
     ]
     # Both received the incident about the same entity: each is told of the other.
     assert sorted(k for k in kinds(out)[4:]) == [
-        ("audit", "cert", "audit.sharing"), ("audit", "ctpu", "audit.sharing"),
-        ("notice", "cert", "alerts.cert"), ("notice", "ctpu", "alerts.ctpu"),
+        ("audit", "cert", "audit.sharing"),
+        ("audit", "ctpu", "audit.sharing"),
+        ("notice", "cert", "alerts.cert"),
+        ("notice", "ctpu", "alerts.ctpu"),
     ]
     alert = orjson.loads(out[0].value)
     assert out[0].key == alert["alert_id"].encode()
     assert (alert["agency"], alert["agreement"], alert["version"]) == ("cert", "CERT-NET-2026", 1)
     assert all(o.severity == "high" and o.arrival == T0 + 0.25 for o in out)
-    ctpu = orjson.loads(out[2].value)
+    ctpu = next(orjson.loads(o.value) for o in out if o.kind == "alert" and o.agency == "ctpu")
     assert ctpu["entities"][0]["id"].startswith("ps_")
     audit = [orjson.loads(o.value) for o in out if o.kind == "audit"]
     assert verify(audit) == []
@@ -70,8 +86,14 @@ def test_key_never_in_any_outgoing(config: Config, key: bytes, det: Det) -> None
     s = stage(config, key)
     blob = b""
     for i in range(30):
-        for o in s.process(det(f"ip:10.0.0.{i % 7}", ["port_scan", "beaconing"][i % 2],
-                               t=T0 + 400 * i, links=(f"account:A{i % 3}",))):
+        for o in s.process(
+            det(
+                f"ip:10.0.0.{i % 7}",
+                ["port_scan", "beaconing"][i % 2],
+                t=T0 + 400 * i,
+                links=(f"account:A{i % 3}",),
+            )
+        ):
             blob += o.value + o.key
     assert blob and key not in blob and key.hex().encode() not in blob
     assert key not in pickle.dumps(s.state())
@@ -83,8 +105,9 @@ def test_key_never_in_any_outgoing(config: Config, key: bytes, det: Det) -> None
 def test_checkpoint_restore_gives_same_messages(config: Config, key: bytes, det: Det) -> None:
     s = stage(config, key)
     s.process(det(t=T0, links=("account:A1",)))
-    restored = AlertStage(config, key, state=pickle.loads(pickle.dumps(s.state())),
-                          clock=lambda: T0 + 5.0)
+    restored = AlertStage(
+        config, key, state=pickle.loads(pickle.dumps(s.state())), clock=lambda: T0 + 5.0
+    )
     nxt = det("account:A1", "structuring", "financial", t=T0 + 60)
     assert restored.process(nxt) == s.process(nxt)
 
@@ -102,15 +125,23 @@ def test_feedback_lowers_weight_and_severity(config: Config, key: bytes, det: De
     s = stage(config, key)
     first = s.process(det(score=0.92))
     aid = orjson.loads(first[0].value)["alert_id"]
-    fb = orjson.dumps({"alert_id": aid, "agency": "cert", "action": "close",
-                       "verdict": "false_positive", "ts": int((T0 + 65) * 1000)})
+    fb = orjson.dumps(
+        {
+            "alert_id": aid,
+            "agency": "cert",
+            "action": "close",
+            "verdict": "false_positive",
+            "ts": int((T0 + 65) * 1000),
+        }
+    )
     assert s.feedback(fb, now=T0 + 70) == (60.0, "high", ("port_scan",))
     assert s.correlator.weights["port_scan"] == 0.8
     out = s.process(det("ip:10.9.9.9", score=0.92, t=T0 + 100))
     assert {o.severity for o in out} == {"medium"}  # 0.92 * 0.8 = 0.736
     with pytest.raises(InvalidEvent):
-        s.feedback(orjson.dumps({"alert_id": aid, "agency": "nsa", "action": "ack",
-                                 "ts": int(T0 * 1000)}))
+        s.feedback(
+            orjson.dumps({"alert_id": aid, "agency": "nsa", "action": "ack", "ts": int(T0 * 1000)})
+        )
 
 
 def test_malformed_detection_raises(config: Config, key: bytes) -> None:
@@ -121,9 +152,16 @@ def test_malformed_detection_raises(config: Config, key: bytes) -> None:
 def test_cost_per_detection(config: Config, key: bytes, det: Det) -> None:
     """Not a benchmark gate: a generous bound that catches accidental O(n) per detection."""
     s = AlertStage(config, key)
-    dets = [det(f"ip:10.{i >> 8 & 255}.{i & 255}.{i % 5}", ["port_scan", "beaconing"][i % 2],
-                t=T0 + i * 0.5, score=0.9 + (i % 10) / 100, links=(f"account:A{i % 997}",))
-            for i in range(20_000)]
+    dets = [
+        det(
+            f"ip:10.{i >> 8 & 255}.{i & 255}.{i % 5}",
+            ["port_scan", "beaconing"][i % 2],
+            t=T0 + i * 0.5,
+            score=0.9 + (i % 10) / 100,
+            links=(f"account:A{i % 997}",),
+        )
+        for i in range(20_000)
+    ]
     start = time.perf_counter()
     n_out = sum(len(s.process(d)) for d in dets)
     per = (time.perf_counter() - start) / len(dets) * 1e6

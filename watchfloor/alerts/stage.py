@@ -75,6 +75,7 @@ class AlertStage:
         self._agreement = {a.name: a.agreement.name for a in config.agencies}
         self._topic = {a.name: a.topic for a in config.agencies}
         self.audit_topic = config.topic("audit").name
+        self.published_topic = config.topic("published").name
         self._clock = clock
         if state is None:
             corr = config.correlation
@@ -137,6 +138,16 @@ class AlertStage:
                 )
             )
             self.tracker.published(aid, d.agency, severity, detectors, now)
+            # The worker that receives the agency's ack may not be this one: the
+            # publication goes to Kafka too, keyed like the feedback (by alert id).
+            out.append(
+                Outgoing(
+                    self.published_topic, akey,
+                    orjson.dumps({"alert_id": aid, "agency": d.agency, "severity": severity,
+                                  "detectors": sorted(detectors), "t": now}),
+                    "published", d.agency, severity, arrival,
+                )
+            )
             delivered.append(d.agency)
         t = float(detection["event_time"])
         for n in self.deconflictor.observe(alert, delivered, t):

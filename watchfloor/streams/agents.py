@@ -47,6 +47,10 @@ def alerts_name(partition: int) -> str:
     return f"alerts.{partition}"
 
 
+def feedback_name(partition: int) -> str:
+    return f"feedback.{partition}"
+
+
 class StateKeeper:
     """Checkpoints per-partition state and restores it when partitions are assigned."""
 
@@ -56,6 +60,9 @@ class StateKeeper:
         self.topic = rt.config.topic("checkpoints").name
         self.input_topics = {t.name: d for d, t in rt.config.input_topics.items()}
         self.detections_topic = rt.config.topic("detections").name
+        self.feedback_topic = rt.config.topic("feedback").name
+        self.published_topic = rt.config.topic("published").name
+        self.feedback_parts: set[int] = set()
         self.interval = rt.settings.checkpoint_interval
         self.last = time.monotonic()
         metrics = rt.metrics
@@ -90,6 +97,15 @@ class StateKeeper:
                     (self.topic, k, v)
                     for k, v in rt.checkpointer.encode(name, stage.state(), offsets)
                 ]
+        for partition in sorted(self.feedback_parts):
+            name = feedback_name(partition)
+            if wanted is None or name in wanted:
+                offsets = {
+                    topic: nxt for (topic, p), nxt in rt.feedback_next.items() if p == partition
+                }
+                out += [
+                    (self.topic, k, v) for k, v in rt.checkpointer.encode(name, rt.tracker, offsets)
+                ]
         if out:
             await publish(self.app, out)
             self._bytes.set(sum(len(v) for *_, v in out))
@@ -107,6 +123,8 @@ class StateKeeper:
                 names.add(score_name(self.input_topics[tp.topic], tp.partition))
             elif tp.topic == self.detections_topic:
                 names.add(alerts_name(tp.partition))
+            elif tp.topic == self.feedback_topic:
+                names.add(feedback_name(tp.partition))
         return names
 
     async def on_revoked(self, revoked: set) -> None:
@@ -131,6 +149,11 @@ class StateKeeper:
         for partition in list(rt.stages):
             if alerts_name(partition) not in wanted:
                 rt.drop_stage(partition)
+        self.feedback_parts = {tp.partition for tp in assigned if tp.topic == self.feedback_topic}
+        for key in list(rt.feedback_next):
+            if key[1] not in self.feedback_parts:
+                rt.feedback_next.pop(key, None)
+                rt.feedback_skip.pop(key, None)
         restored = await self.load(wanted)
         if not restored:
             return
@@ -155,6 +178,10 @@ class StateKeeper:
                         values = await self.read(topic, partition, nxt, done)
                         rt.processor.learn(domain, partition, values)
                         self._replayed.inc(len(values))
+            elif kind == "feedback":
+                rt.adopt_tracker(r.state)
+                for topic in (self.feedback_topic, self.published_topic):
+                    await self._catch_up_feedback(topic, int(rest[0]), r, committed)
             else:
                 partition = int(rest[0])
                 stage = rt.stage(partition, state=r.state)
@@ -173,6 +200,24 @@ class StateKeeper:
                         rt.new_audit_chain(stage, partition)
                         self._replayed.inc(len(values))
             self._restored.labels(kind).inc()
+
+    async def _catch_up_feedback(
+        self, topic: str, partition: int, r: Any, committed: dict[tuple[str, int], int]
+    ) -> None:
+        rt = self.rt
+        nxt = r.offsets.get(topic)
+        if nxt is None:
+            return
+        key = (topic, partition)
+        rt.feedback_next[key] = nxt
+        done = committed.get(key, -1)
+        if done < nxt:
+            rt.feedback_skip[key] = nxt
+        elif done > nxt:
+            values = await self.read(topic, partition, nxt, done)
+            for value in values:
+                apply_feedback_record(rt, topic == self.published_topic, value, time.time())
+            self._replayed.inc(len(values))
 
     async def committed(self) -> dict[tuple[str, int], int]:
         """The consumer group's committed offsets (what Faust will resume from)."""
@@ -239,6 +284,8 @@ class StateKeeper:
         kind, *rest = name.split(".")
         if kind == "score":
             return (rest[0], int(rest[1])) in self.rt.processor.engines
+        if kind == "feedback":
+            return True  # the tracker is worker-wide and always held
         return int(rest[0]) in self.rt.stages
 
 
@@ -347,9 +394,27 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     return correlate
 
 
-def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
+def apply_feedback_record(
+    rt: Runtime, is_publication: bool, value: bytes | None, now: float
+) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None] | None:
+    """Apply one record of the feedback or publication topic to the response tracker.
+
+    Publications come from our own workers; feedback from agencies (raises InvalidEvent
+    when malformed). Returns (feedback, result) for feedback records."""
+    if is_publication:
+        try:
+            p = orjson.loads(value or b"")
+            rt.tracker.published(p["alert_id"], p["agency"], p["severity"], p["detectors"], p["t"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass  # written by our own workers; nothing an agency can fix
+        return None
+    return rt.feedback(value, now)
+
+
+def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
+    published_topic = rt.config.topic("published").name
 
     async def feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(rt.settings.batch_size, within=0.2):
@@ -357,8 +422,12 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
             now = time.time()
             for e in events:
                 m = e.message
+                key = (m.topic, m.partition)
+                rt.feedback_next[key] = m.offset + 1
+                if m.offset < rt.feedback_skip.get(key, -1):
+                    continue  # applied by the previous owner before its checkpoint
                 try:
-                    fb, result = rt.feedback(m.value, now)
+                    applied = apply_feedback_record(rt, m.topic == published_topic, m.value, now)
                 except InvalidEvent as exc:
                     metrics.invalid_counter("feedback", exc.code).inc()
                     bad.append(
@@ -377,9 +446,9 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
                         )
                     )
                     continue
-                if result is None:
+                if applied is None or applied[1] is None:
                     continue
-                latency, severity, detectors = result
+                fb, (latency, severity, detectors) = applied
                 child = metrics.response_latency.get((fb["agency"], severity))
                 if child is not None:
                     child.observe(latency)
@@ -389,5 +458,6 @@ def feedback_agent(app: faust.App, rt: Runtime) -> Agent:
             if bad:
                 metrics.deadletters.labels("feedback").inc(len(bad))
                 await publish(app, bad)
+            await keeper.maybe_save()
 
     return feedback

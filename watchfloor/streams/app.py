@@ -40,7 +40,16 @@ def create_app(rt: Runtime) -> faust.App:
     app.agent(topic(cfg.topic("detections").name), name="alerts")(
         agents.alert_agent(app, rt, keeper)
     )
-    app.agent(topic(cfg.topic("feedback").name), name="feedback")(agents.feedback_agent(app, rt))
+    # Feedback and publications are co-partitioned by alert id: one agent reads both.
+    app.agent(
+        app.topic(
+            cfg.topic("feedback").name,
+            cfg.topic("published").name,
+            key_type=bytes,
+            value_type=bytes,
+        ),
+        name="feedback",
+    )(agents.feedback_agent(app, rt, keeper))
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:

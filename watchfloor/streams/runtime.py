@@ -64,6 +64,10 @@ class Runtime:
     # below which records were already processed by a previous owner (see StateKeeper).
     stage_next: dict[int, int] = field(default_factory=dict)
     stage_skip: dict[int, int] = field(default_factory=dict)
+    # Feedback and publication records (topic, partition): next offset covered by the
+    # tracker's state, and offsets below which a previous owner already applied them.
+    feedback_next: dict[tuple[str, int], int] = field(default_factory=dict)
+    feedback_skip: dict[tuple[str, int], int] = field(default_factory=dict)
     # Distinguishes this worker's audit chains from those of earlier owners.
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -138,6 +142,13 @@ class Runtime:
             stage.correlator.weights = self.tracker.weights
             self.stages[partition] = stage
         return stage
+
+    def adopt_tracker(self, tracker: ResponseTracker) -> None:
+        """Use a restored response tracker everywhere (stages record publications in it)."""
+        self.tracker = tracker
+        for stage in self.stages.values():
+            stage.tracker = tracker
+            stage.correlator.weights = tracker.weights
 
     def new_audit_chain(self, stage: AlertStage, partition: int) -> None:
         # One audit chain per owner of a partition: a restored stage starts a new chain

@@ -179,3 +179,66 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         finally:
             await consumer.stop()
     return lag
+
+
+def prom_query(port: int, expr: str) -> dict:
+    """Prometheus's instant-query answer (the whole JSON body)."""
+    import json
+    import urllib.parse
+
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def prometheus(worker: Worker, tmp_path: Path) -> Iterator[int]:
+    """A real Prometheus (Debian package) scraping the session worker every second, with
+    the shipped rules; yields its port once the worker is up in it."""
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail(
+            "prometheus is not installed: `make test` installs it (deploy/prometheus/install.sh)"
+        )
+    shutil.copy(ROOT / "deploy/prometheus/rules.yml", tmp_path / "rules.yml")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "rule_files: [rules.yml]\n"
+        "scrape_configs:\n"
+        "  - job_name: watchfloor\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{worker.metrics_port}']}}]\n"
+    )
+    port = free_port()
+    log = tmp_path / "prometheus.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail("prometheus exited:\n" + log.read_text()[-3000:])
+            try:
+                up = prom_query(port, 'up{job="watchfloor"}')["data"]["result"]
+            except OSError:
+                up = []
+            if up and up[0]["value"][1] == "1":
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("Prometheus never scraped the worker")
+            time.sleep(0.5)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(20)

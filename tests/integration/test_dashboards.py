@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.integration.conftest import Worker
 from tests.kafka_helpers import produce, run
 from watchfloor.settings import _FILE_FIELDS, Settings
@@ -407,55 +406,6 @@ def _network_event(event_id: str) -> bytes:
             "duration_ms": 5,
         }
     )
-
-
-@pytest.fixture
-def prometheus(worker: Worker, tmp_path: Path) -> Iterator[int]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail(
-            "prometheus is not installed: `make test` installs it (deploy/prometheus/install.sh)"
-        )
-    shutil.copy(RULES, tmp_path / "rules.yml")
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "rule_files: [rules.yml]\n"
-        "scrape_configs:\n"
-        "  - job_name: watchfloor\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{worker.metrics_port}']}}]\n"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "prometheus.log", "wb"),
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    "prometheus exited:\n" + (tmp_path / "prometheus.log").read_text()[-3000:]
-                )
-            try:
-                up = _query(port, 'up{job="watchfloor"}')["data"]["result"]
-            except OSError:
-                up = []
-            if up and up[0]["value"][1] == "1":
-                break
-            if time.monotonic() > deadline:
-                pytest.fail("Prometheus never scraped the worker")
-            time.sleep(0.5)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 @pytest.mark.broker

@@ -38,6 +38,11 @@ async def publish(app: faust.App, messages: Sequence[tuple[str, bytes | None, by
     return await asyncio.gather(*futures)
 
 
+def dead_letter(topic: str, m: Any, code: str, detail: str) -> tuple[str, None, bytes]:
+    """The dead-letter message for Faust message ``m`` (keeps its bytes, key and place)."""
+    return topic, None, deadletter(m.value, m.topic, m.partition, m.offset, code, detail, key=m.key)
+
+
 # -- state checkpoints ------------------------------------------------------------
 def score_name(domain: str, partition: int) -> str:
     return f"score.{domain}.{partition}"
@@ -356,21 +361,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError) as exc:
                     # Only our workers write this topic, but a bad record must not stop us.
                     code = exc.code if isinstance(exc, InvalidEvent) else "bad_value"
-                    bad.append(
-                        (
-                            deadletter_topic,
-                            None,
-                            deadletter(
-                                m.value,
-                                m.topic,
-                                m.partition,
-                                m.offset,
-                                code,
-                                str(exc)[:200],
-                                key=m.key,
-                            ),
-                        )
-                    )
+                    bad.append(dead_letter(deadletter_topic, m, code, str(exc)[:200]))
             if outgoing or bad:
                 await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
                 acked = time.time()
@@ -430,21 +421,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     applied = apply_feedback_record(rt, m.topic == published_topic, m.value, now)
                 except InvalidEvent as exc:
                     metrics.invalid_counter("feedback", exc.code).inc()
-                    bad.append(
-                        (
-                            deadletter_topic,
-                            None,
-                            deadletter(
-                                m.value,
-                                m.topic,
-                                m.partition,
-                                m.offset,
-                                exc.code,
-                                exc.detail,
-                                key=m.key,
-                            ),
-                        )
-                    )
+                    bad.append(dead_letter(deadletter_topic, m, exc.code, exc.detail))
                     continue
                 if applied is None or applied[1] is None:
                     continue

@@ -239,7 +239,7 @@ _BAD_VALUE: dict[str, st.SearchStrategy[Any]] = {
         st.sampled_from(["999.1.1.1", "1.2.3", "localhost", "::g", "1.2.3.4/24", " 1.2.3.4"]),
         st.text(min_size=1, max_size=20).map(lambda s: "not-an-ip:" + s),
     ),
-    "port": st.one_of(st.integers(max_value=-1), st.integers(65536, 2**64 - 1)),
+    "port": st.one_of(st.integers(-(2**63), -1), st.integers(65536, 2**64 - 1)),
     "count": st.one_of(st.integers(-(2**63), -1), st.integers(MAX_COUNT + 1, 2**64 - 1)),
     "num": st.one_of(
         st.floats(MAX_NUM, allow_infinity=False, exclude_min=True),

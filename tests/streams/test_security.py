@@ -61,7 +61,9 @@ def test_each_agency_reads_only_its_own_topic(config: Config) -> None:
             if g.operation == "READ" and g.resource_type == "TOPIC"
         }
         assert reads == {agency.topic}
-    internal = {t.name for t in config.topics if t.role in ("detections", "checkpoints")}
+    internal = {
+        t.name for t in config.topics if t.role in ("detections", "checkpoints", "published")
+    }
     for principal, gs in grants.items():
         topics = {g.resource_name for g in gs if g.resource_type == "TOPIC"}
         if principal != "watchfloor-worker":

@@ -99,12 +99,12 @@ def derive_grants(config: Config, app_id: str) -> dict[str, set[Grant]]:
     reads = {
         t.name
         for t in config.topics
-        if t.role in ("input", "detections", "feedback", "checkpoints")
+        if t.role in ("input", "detections", "feedback", "checkpoints", "published")
     }
     writes = {
         t.name
         for t in config.topics
-        if t.role in ("deadletter", "detections", "alerts", "audit", "checkpoints")
+        if t.role in ("deadletter", "detections", "alerts", "audit", "checkpoints", "published")
     }
     for name in reads:
         allow(WORKER, TOPIC, name, "READ")

@@ -1,0 +1,79 @@
+"""The engine: a detector that raises is counted and the event goes on to the others."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from watchfloor.detectors.base import Detector, Score
+from watchfloor.detectors.engine import DomainEngine, Slot
+from watchfloor.streams.events import EXAMPLES
+from watchfloor.streams.metrics import Metrics
+from watchfloor.streams.pipeline import EventProcessor
+
+
+class Faulty(Detector):
+    """Raises on every event whose port is 22."""
+
+    domains: ClassVar[tuple[str, ...]] = ("network",)
+    entity: ClassVar[tuple[str, str]] = ("ip", "src_ip")
+
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        pass
+
+    def score_one(self, event: Mapping[str, Any]) -> Score:
+        if event["dst_port"] == 22:
+            raise ZeroDivisionError("bug in a plugin")
+        return Score(0.0)
+
+
+class Always(Detector):
+    """Flags everything (a stand-in for a detector that works)."""
+
+    domains: ClassVar[tuple[str, ...]] = ("network",)
+    entity: ClassVar[tuple[str, str]] = ("ip", "src_ip")
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        self.seen += 1
+
+    def score_one(self, event: Mapping[str, Any]) -> Score:
+        return Score(1.0, "always", 1.0)
+
+
+def test_a_raising_detector_is_counted_and_the_others_still_see_the_event() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, domains=["network"], detectors=["faulty", "always"])
+    always = Always()
+
+    def factory(domain: str) -> DomainEngine:
+        return DomainEngine(
+            domain,
+            [
+                Slot("faulty", Faulty(), 0.5, "ip", "src_ip", "faulty"),
+                Slot("always", always, 0.5, "ip", "src_ip", "always"),
+            ],
+            on_error=lambda name, exc: metrics.detector_error_counter(name).inc(),
+            on_detection=lambda name: metrics.detection_counter(name).inc(),
+        )
+
+    processor = EventProcessor(factory, metrics)
+    events = [
+        dict(EXAMPLES["network"], event_id=f"e{i}", dst_port=22 if i % 2 else 443)
+        for i in range(10)
+    ]
+    records = [(orjson.dumps(e), None, "events.network", 0, i, 0.0) for i, e in enumerate(events)]
+    detections, deadletters = processor.process("network", records)
+
+    assert deadletters == []
+    assert [d["event_id"] for d in detections] == [e["event_id"] for e in events]
+    assert always.seen == 10
+    sample = registry.get_sample_value
+    assert sample("watchfloor_detector_errors_total", {"detector": "faulty"}) == 5
+    assert sample("watchfloor_detections_total", {"detector": "always"}) == 10
+    assert sample("watchfloor_events_total", {"domain": "network"}) == 10

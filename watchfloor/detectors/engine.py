@@ -15,6 +15,8 @@ from watchfloor.detectors.base import Detector
 from watchfloor.detectors.registry import Registered, build, discover
 from watchfloor.streams.events import JURISDICTION_FIELDS, LINK_FIELDS
 
+_NONE: tuple[dict[str, Any], ...] = ()
+
 
 @dataclass
 class Slot:
@@ -74,9 +76,10 @@ class DomainEngine:
             except Exception as exc:
                 self._on_error(slot.name, exc)
 
-    def process(self, event: Mapping[str, Any], arrival: float) -> list[dict[str, Any]]:
+    def process(self, event: Mapping[str, Any], arrival: float) -> Sequence[dict[str, Any]]:
         """Score then learn one event; return its detections (usually none)."""
-        found: list[dict[str, Any]] = []
+        # Most events detect nothing: they share one empty tuple instead of a new list.
+        found: list[dict[str, Any]] | None = None
         for slot in self.slots:
             det = slot.detector
             try:
@@ -89,9 +92,11 @@ class DomainEngine:
                 entity_id = event.get(slot.entity_field)
                 if entity_id is None:
                     continue
+                if found is None:
+                    found = []
                 found.append(self._detection(slot, event, verdict, str(entity_id), arrival))
                 self._on_detection(slot.name)
-        return found
+        return _NONE if found is None else found
 
     def _detection(
         self, slot: Slot, event: Mapping[str, Any], verdict: Any, entity_id: str, arrival: float

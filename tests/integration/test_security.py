@@ -262,3 +262,27 @@ def test_passwords_never_in_worker_log_or_metrics(secured: Secured, secure_worke
             assert pw not in text, f.name
     assert (secured.kafka.dir / "server.properties").stat().st_mode & 0o077 == 0
     assert secured.kafka.admin_password_file.stat().st_mode & 0o077 == 0
+
+
+def test_tail_of_another_agencys_topic_is_refused_with_a_clear_error(secured: Secured) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        WATCHFLOOR_BROKER=f"kafka://{secured.bootstrap}",
+        WATCHFLOOR_SASL_USERNAME="agency-cert",
+        WATCHFLOOR_SASL_PASSWORD=secured.passwords["agency-cert"],
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchfloor.streams.cli", "tail", "border", "--timeout", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "TopicAuthorizationFailedError" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert secured.passwords["agency-cert"] not in proc.stderr + proc.stdout

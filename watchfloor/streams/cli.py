@@ -368,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aiokafka.errors import KafkaError
+
     from watchfloor.config import ConfigError
     from watchfloor.detectors.registry import DetectorConfigError
     from watchfloor.streams.security import SecurityConfigError
@@ -378,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DetectorConfigError, SecurityConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        # Refused (authorization, authentication) or unreachable: say so, no traceback.
+        print(f"error: Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

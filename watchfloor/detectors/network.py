@@ -621,6 +621,19 @@ class FlowHalfSpace(Detector):
         # 4 protocols x 6 port classes = 24 keys, whatever the traffic.
         self.services: dict[str, list[float]] = {}
         self.n = 0
+        # The engine scores an event and then learns it: learn_one reuses score_one's
+        # features and tree score for that same event object instead of recomputing them
+        # (the trees are most of this detector's cost). Not part of the state.
+        self._last: tuple[Mapping[str, Any], dict[str, float], float, float] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_last"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_last", None)
 
     # log1p scales: 1e11 bytes and 1e7 ms (~3 h) map to 1.0.
     _LB = 1.0 / math.log1p(1e11)
@@ -677,12 +690,17 @@ class FlowHalfSpace(Detector):
         return self.model.score_one(x) + 0.1 * max(0.0, zmax - self.deviation_cap)
 
     def learn_one(self, event: Mapping[str, Any]) -> None:
-        x, zmax = self._features(event)
+        last = self._last
+        self._last = None
+        if last is not None and last[0] is event:
+            _, x, zmax, raw = last
+        else:
+            x, zmax = self._features(event)
+            raw = self._raw(x, zmax) if self.n >= self.window_size else 0.0
         if self.n >= self.window_size:
             # Calibrate on what score_one would have said (the trees are meaningless
             # before their first full window), but only on flows below the alarm point:
             # one tunnel flow in the sample would make the next ones look ordinary.
-            raw = self._raw(x, zmax)
             if self.n < self.warmup or self.calibration.tail(raw) > self.alarm_tail:
                 self.calibration.update(raw)
         self.model.learn_one(x)
@@ -701,6 +719,7 @@ class FlowHalfSpace(Detector):
             return NORMAL
         x, zmax = self._features(event)
         raw = self._raw(x, zmax)
+        self._last = (event, x, zmax, raw)
         tail = self.calibration.tail(raw)
         score = tail_score(tail, self.mid_tail, self.alarm_tail)
         if score < 0.5:

@@ -16,7 +16,13 @@ from typing import Any
 
 import yaml
 
-from watchfloor.alerts.schema import CONTENT_FIELDS, FIELD_POLICIES, SEVERITIES
+from watchfloor.alerts.schema import (
+    CONTENT_FIELDS,
+    FIELD_POLICIES,
+    QUALIFIERS,
+    SEVERITIES,
+    split_qualified,
+)
 from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
 
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
@@ -243,11 +249,20 @@ def _parse_agreement(raw: Any, where: str) -> Agreement:
         raise _fail(f"{where}.name", "an agreement needs a name")
     fields: dict[str, str] = {}
     for path, policy in _mapping(raw.get("fields", {}), f"{where}.fields").items():
-        if path not in CONTENT_FIELDS:
+        base, qualifier = split_qualified(str(path))
+        if base not in CONTENT_FIELDS:
             raise _fail(
                 f"{where}.fields.{path}",
                 f"unknown alert field; valid: {', '.join(sorted(CONTENT_FIELDS))}",
             )
+        if qualifier is not None:
+            valid = QUALIFIERS.get(base.rsplit(".", 1)[0], ())
+            if qualifier not in valid:
+                raise _fail(
+                    f"{where}.fields.{path}",
+                    f"qualifier [{qualifier}] is not valid here; valid: "
+                    + (", ".join(valid) if valid else "none (this field cannot be qualified)"),
+                )
         if policy not in FIELD_POLICIES:
             raise _fail(
                 f"{where}.fields.{path}", f"policy {policy!r} not in {sorted(FIELD_POLICIES)}"

@@ -27,16 +27,31 @@ def full_alert() -> dict[str, Any]:
         "severity": "critical",
         "score": 0.99,
         "domains": ["financial", "network"],
-        "entities": [{"type": "ip", "id": "10.0.0.1", "note": "x"},
-                     {"type": "account", "id": "A1"}],
+        "entities": [
+            {"type": "ip", "id": "10.0.0.1", "note": "x"},
+            {"type": "account", "id": "A1"},
+        ],
         "detections": [
-            {"detector": "port_scan", "domain": "network", "event_id": "n1", "score": 0.95,
-             "raw": 40.0, "reason": "48 ports in 60 s", "ts": 1, "jurisdiction": "NL",
-             "entity": {"type": "ip", "id": "10.0.0.1", "extra": 1}},
+            {
+                "detector": "port_scan",
+                "domain": "network",
+                "event_id": "n1",
+                "score": 0.95,
+                "raw": 40.0,
+                "reason": "48 ports in 60 s",
+                "ts": 1,
+                "jurisdiction": "NL",
+                "entity": {"type": "ip", "id": "10.0.0.1", "extra": 1},
+            },
         ],
         "detections_omitted": 0,
-        "links": [{"a": {"type": "ip", "id": "10.0.0.1"}, "b": {"type": "account", "id": "A1"},
-                   "via": "account_id"}],
+        "links": [
+            {
+                "a": {"type": "ip", "id": "10.0.0.1"},
+                "b": {"type": "account", "id": "A1"},
+                "via": "account_id",
+            }
+        ],
         "agency": None,
         "agreement": None,
         "kind": "alert",
@@ -45,31 +60,43 @@ def full_alert() -> dict[str, Any]:
 
 
 def agency(name: str, fields: dict[str, str], agreement: str = "AG-1") -> AgencySpec:
-    return AgencySpec(name, f"alerts.{name}", "", frozenset({"network"}), "low",
-                      Agreement(agreement, fields))
+    return AgencySpec(
+        name, f"alerts.{name}", "", frozenset({"network"}), "low", Agreement(agreement, fields)
+    )
 
 
 def test_default_deny_removes_unnamed_and_unknown_fields(key: bytes) -> None:
     s = apply_agreement(full_alert(), agency("x", {"severity": "full"}), key)
     assert s.view == {
-        "alert_id": "wf-abc", "version": 3, "created_at": "2026-09-21T14:13:20.000Z",
-        "updated_at": "2026-09-21T14:14:20.000Z", "kind": "alert", "agency": "x",
-        "agreement": "AG-1", "severity": "critical",
+        "alert_id": "wf-abc",
+        "version": 3,
+        "created_at": "2026-09-21T14:13:20.000Z",
+        "updated_at": "2026-09-21T14:14:20.000Z",
+        "kind": "alert",
+        "agency": "x",
+        "agreement": "AG-1",
+        "severity": "critical",
     }
     assert (s.shared, s.pseudonymised, s.redacted) == (("severity",), (), ())
 
 
 def test_nested_keys_not_named_are_removed(key: bytes) -> None:
-    s = apply_agreement(full_alert(), agency("x", {"entities.id": "full",
-                                                   "detections.entity.id": "full"}), key)
+    s = apply_agreement(
+        full_alert(), agency("x", {"entities.id": "full", "detections.entity.id": "full"}), key
+    )
     assert s.view["entities"] == [{"id": "10.0.0.1"}, {"id": "A1"}]
     assert s.view["detections"] == [{"entity": {"id": "10.0.0.1"}}]
 
 
 def test_policies_full_pseudonymize_redact(key: bytes) -> None:
-    fields = {"score": "full", "entities.id": "pseudonymize", "detections.entity.id":
-              "pseudonymize", "detections.reason": "redact", "links.b.id": "pseudonymize",
-              "domains": "full"}
+    fields = {
+        "score": "full",
+        "entities.id": "pseudonymize",
+        "detections.entity.id": "pseudonymize",
+        "detections.reason": "redact",
+        "links.b.id": "pseudonymize",
+        "domains": "full",
+    }
     s = apply_agreement(full_alert(), agency("x", fields), key)
     v = s.view
     assert v["score"] == 0.99 and v["domains"] == ["financial", "network"]
@@ -109,8 +136,19 @@ def test_envelope_agency_and_agreement_are_the_recipients(key: bytes) -> None:
 def test_real_liaison_agreement(config: Config, key: bytes) -> None:
     liaison = next(a for a in config.agencies if a.name == "liaison")
     v = apply_agreement(full_alert(), liaison, key).view
-    assert set(v) == {"alert_id", "version", "created_at", "updated_at", "kind", "agency",
-                      "agreement", "severity", "domains", "entities", "detections"}
+    assert set(v) == {
+        "alert_id",
+        "version",
+        "created_at",
+        "updated_at",
+        "kind",
+        "agency",
+        "agreement",
+        "severity",
+        "domains",
+        "entities",
+        "detections",
+    }
     assert v["detections"] == [{"detector": "port_scan", "domain": "network", "ts": 1}]
     assert all(PS.match(e["id"]) for e in v["entities"])
 
@@ -130,36 +168,73 @@ def test_key_never_in_repr_pickle_or_errors(key: bytes) -> None:
 
 ids = st.sampled_from(["10.0.0.1", "A1", "P123", "x", "", "ps_0000000000000000"])
 scalars = st.one_of(ids, st.integers(-5, 5), st.floats(0, 1), st.booleans(), st.none())
-junk = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["id", "q", "z"]), inner,
-                                                  max_size=3)), max_leaves=6)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["id", "q", "z"]), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
 extra = st.dictionaries(st.sampled_from(["secret", "note", "id2"]), junk, max_size=2)
 
 
 def entity() -> st.SearchStrategy[dict[str, Any]]:
-    return st.builds(lambda t, i, e: {"type": t, "id": i, **e},
-                     st.sampled_from(["ip", "account"]), ids, extra)
+    return st.builds(
+        lambda t, i, e: {"type": t, "id": i, **e}, st.sampled_from(["ip", "account"]), ids, extra
+    )
 
 
 detection = st.builds(
-    lambda e, d, s, r, x: {"detector": d, "domain": "network", "event_id": "n1", "score": s,
-                           "raw": s * 3, "reason": r, "ts": 1, "entity": e, **x},
-    entity(), st.sampled_from(["port_scan", "fan_out"]), st.floats(0, 1), ids, extra)
+    lambda e, d, s, r, x: {
+        "detector": d,
+        "domain": "network",
+        "event_id": "n1",
+        "score": s,
+        "raw": s * 3,
+        "reason": r,
+        "ts": 1,
+        "entity": e,
+        **x,
+    },
+    entity(),
+    st.sampled_from(["port_scan", "fan_out"]),
+    st.floats(0, 1),
+    ids,
+    extra,
+)
 link = st.builds(lambda a, b, v: {"a": a, "b": b, "via": v}, entity(), entity(), ids)
 alerts = st.builds(
     lambda sev, sc, doms, ents, dets, links, x, hostile: {
-        "alert_id": "wf-1", "version": 1, "created_at": "c", "updated_at": "u",
-        "kind": "alert", "severity": sev, "score": sc, "domains": doms, "entities": ents,
-        "detections": dets, "links": links, **x, **hostile},
-    st.sampled_from(["low", "critical"]), st.floats(0, 1), st.lists(ids, max_size=3),
-    st.lists(entity(), max_size=3), st.lists(detection, max_size=3), st.lists(link, max_size=2),
+        "alert_id": "wf-1",
+        "version": 1,
+        "created_at": "c",
+        "updated_at": "u",
+        "kind": "alert",
+        "severity": sev,
+        "score": sc,
+        "domains": doms,
+        "entities": ents,
+        "detections": dets,
+        "links": links,
+        **x,
+        **hostile,
+    },
+    st.sampled_from(["low", "critical"]),
+    st.floats(0, 1),
+    st.lists(ids, max_size=3),
+    st.lists(entity(), max_size=3),
+    st.lists(detection, max_size=3),
+    st.lists(link, max_size=2),
     extra,
     # sometimes a content field has a hostile shape
-    st.dictionaries(st.sampled_from(["entities", "detections", "links", "score"]), junk,
-                    max_size=1),
+    st.dictionaries(
+        st.sampled_from(["entities", "detections", "links", "score"]), junk, max_size=1
+    ),
 )
-agreements = st.dictionaries(st.sampled_from(sorted(CONTENT_FIELDS)),
-                             st.sampled_from(sorted(FIELD_POLICIES)), max_size=10)
+agreements = st.dictionaries(
+    st.sampled_from(sorted(CONTENT_FIELDS)), st.sampled_from(sorted(FIELD_POLICIES)), max_size=10
+)
 
 
 def leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -194,8 +269,11 @@ def test_views_never_leak(alert: dict[str, Any], fields: dict[str, str], key: by
     assume(key not in raw_in and key.hex().encode() not in raw_in)
     one = AgreementPlan(agency("one", fields), key)
     two = AgreementPlan(agency("two", fields), key)
-    s1, s1b, s2 = one.apply(alert), AgreementPlan(agency("one", fields), key).apply(alert), \
-        two.apply(alert)
+    s1, s1b, s2 = (
+        one.apply(alert),
+        AgreementPlan(agency("one", fields), key).apply(alert),
+        two.apply(alert),
+    )
 
     allowed_prefixes = {p.rsplit(".", i)[0] for p in fields for i in range(p.count(".") + 1)}
     for path in key_paths(s1.view):
@@ -234,3 +312,75 @@ def test_pseudonym_of_equal_values_equal_within_agency_only(key: bytes) -> None:
     assert a.pseudonym(1) != a.pseudonym("1")
     other_key = AgreementPlan(agency("a", {}), key[::-1])
     assert other_key.pseudonym("10.0.0.1") != a.pseudonym("10.0.0.1")
+
+
+MULTI = {
+    "alert_id": "wf-1",
+    "version": 3,
+    "severity": "critical",
+    "entities": [
+        {"type": "ip", "id": "10.0.0.9"},
+        {"type": "account", "id": "ACC-1"},
+        {"type": "document", "id": "P1"},
+    ],
+    "detections": [
+        {
+            "detector": "beaconing",
+            "domain": "network",
+            "reason": "contacted 203.0.113.5",
+            "entity": {"type": "ip", "id": "10.0.0.9"},
+        },
+        {
+            "detector": "structuring",
+            "domain": "financial",
+            "reason": "3 payments under 10k",
+            "entity": {"type": "account", "id": "ACC-1"},
+        },
+    ],
+    "links": [
+        {
+            "a": {"type": "account", "id": "ACC-1"},
+            "b": {"type": "ip", "id": "10.0.0.9"},
+            "via": "src_ip",
+        }
+    ],
+}
+
+
+def test_qualified_policies_share_only_the_agencys_own_kind_in_clear(key: bytes) -> None:
+    plan = AgreementPlan(
+        agency(
+            "fiu",
+            {
+                "entities.type": "full",
+                "entities.id": "pseudonymize",
+                "entities.id[account]": "full",
+                "detections.detector": "full",
+                "detections.reason[financial]": "full",
+                "detections.entity.id[account]": "full",
+                "links.a.id[account]": "full",
+                "links.b.id": "pseudonymize",
+            },
+        ),
+        key,
+    )
+    view = plan.apply(MULTI).view
+    ids = {e["type"]: e["id"] for e in view["entities"]}
+    assert ids["account"] == "ACC-1"
+    assert ids["ip"].startswith("ps_") and ids["document"].startswith("ps_")
+    # Reasons of other domains are not named for this agency: absent, not just hidden.
+    assert view["detections"][0] == {"detector": "beaconing", "entity": {}}
+    assert view["detections"][1]["reason"] == "3 payments under 10k"
+    assert view["detections"][1]["entity"] == {"id": "ACC-1"}
+    assert view["links"][0]["a"] == {"id": "ACC-1"}
+    assert view["links"][0]["b"]["id"].startswith("ps_")
+    text = orjson.dumps(view).decode()
+    assert "10.0.0.9" not in text and "203.0.113.5" not in text and "P1" not in text
+
+
+def test_qualified_order_does_not_matter(key: bytes) -> None:
+    a = {"entities.id[account]": "full", "entities.id": "redact"}
+    b = {"entities.id": "redact", "entities.id[account]": "full"}
+    va = AgreementPlan(agency("x", a), key).apply(MULTI).view
+    vb = AgreementPlan(agency("x", b), key).apply(MULTI).view
+    assert va == vb == {**va, "entities": [{"id": REDACTED}, {"id": "ACC-1"}, {"id": REDACTED}]}

@@ -12,22 +12,45 @@ from watchfloor.alerts.routing import Router
 from watchfloor.config import Config
 
 
-def alert(severity: str, domains: list[str], detectors: tuple[str, ...] = ("port_scan",),
-          jurisdiction: str = "NL") -> dict[str, Any]:
+def alert(
+    severity: str,
+    domains: list[str],
+    detectors: tuple[str, ...] = ("port_scan",),
+    jurisdiction: str = "NL",
+) -> dict[str, Any]:
     return {
-        "alert_id": "wf-1", "version": 1, "created_at": "c", "updated_at": "u", "kind": "alert",
-        "severity": severity, "score": 0.9, "domains": domains,
+        "alert_id": "wf-1",
+        "version": 1,
+        "created_at": "c",
+        "updated_at": "u",
+        "kind": "alert",
+        "severity": severity,
+        "score": 0.9,
+        "domains": domains,
         "entities": [{"type": "ip", "id": "10.0.0.1"}],
         "detections": [
-            {"detector": d, "domain": (domains or ["network"])[0], "event_id": "e",
-             "score": 0.9, "raw": 1.0, "reason": "r", "ts": 1,
-             "entity": {"type": "ip", "id": "10.0.0.1"},
-             "jurisdiction": jurisdiction}
+            {
+                "detector": d,
+                "domain": (domains or ["network"])[0],
+                "event_id": "e",
+                "score": 0.9,
+                "raw": 1.0,
+                "reason": "r",
+                "ts": 1,
+                "entity": {"type": "ip", "id": "10.0.0.1"},
+                "jurisdiction": jurisdiction,
+            }
             for d in detectors
         ],
-        "links": [{"a": {"type": "ip", "id": "10.0.0.1"},
-                   "b": {"type": "account", "id": "A1"}, "via": "account_id"}],
-        "agency": None, "agreement": None,
+        "links": [
+            {
+                "a": {"type": "ip", "id": "10.0.0.1"},
+                "b": {"type": "account", "id": "A1"},
+                "via": "account_id",
+            }
+        ],
+        "agency": None,
+        "agreement": None,
     }
 
 
@@ -40,12 +63,16 @@ def alert(severity: str, domains: list[str], detectors: tuple[str, ...] = ("port
         ("high", ["network"], ["cert", "ctpu"]),
         ("high", ["financial", "border"], ["fiu", "border", "ctpu"]),
         ("critical", ["network"], ["cert", "ctpu", "liaison"]),
-        ("critical", ["network", "financial", "border"],
-         ["cert", "fiu", "border", "ctpu", "liaison"]),
+        (
+            "critical",
+            ["network", "financial", "border"],
+            ["cert", "fiu", "border", "ctpu", "liaison"],
+        ),
     ],
 )
-def test_real_config_recipients(config: Config, key: bytes, severity: str,
-                                domains: list[str], expected: list[str]) -> None:
+def test_real_config_recipients(
+    config: Config, key: bytes, severity: str, domains: list[str], expected: list[str]
+) -> None:
     deliveries = Router(config.agencies, key).route(alert(severity, domains))
     assert [d.agency for d in deliveries] == expected
     topics = {a.name: a.topic for a in config.agencies}
@@ -57,12 +84,15 @@ def test_real_config_recipients(config: Config, key: bytes, severity: str,
 
 
 def test_each_agency_gets_its_own_view(config: Config, key: bytes) -> None:
-    by = {d.agency: d for d in Router(config.agencies, key).route(
-        alert("critical", ["network", "financial"]))}
+    by = {
+        d.agency: d
+        for d in Router(config.agencies, key).route(alert("critical", ["network", "financial"]))
+    }
     assert by["cert"].value["entities"] == [{"type": "ip", "id": "10.0.0.1"}]
     assert "links" not in by["cert"].value
-    assert by["fiu"].value["links"][0]["b"]["id"].startswith("ps_")
-    assert by["fiu"].value["links"][0]["a"]["id"] == "10.0.0.1"
+    # Qualified policies: the FIU sees accounts in clear, other identifiers as pseudonyms.
+    assert by["fiu"].value["links"][0]["b"]["id"] == "A1"
+    assert by["fiu"].value["links"][0]["a"]["id"].startswith("ps_")
     assert re.match(r"ps_[0-9a-f]{16}$", by["ctpu"].value["entities"][0]["id"])
     assert by["ctpu"].value["detections"][0]["reason"] == "[redacted]"
     assert "event_id" not in by["ctpu"].value["detections"][0]

@@ -35,7 +35,7 @@ from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.alerts.agreements import REDACTED, AgreementPlan
 from watchfloor.alerts.audit import record_hash, verify
 from watchfloor.alerts.audit_cli import Entry, read_audit, verify_report
-from watchfloor.alerts.schema import ENVELOPE_FIELDS, SEVERITY_RANK
+from watchfloor.alerts.schema import ENVELOPE_FIELDS, SEVERITY_RANK, split_qualified
 from watchfloor.config import Config
 from watchfloor.detectors.network import INTERNAL_NETWORKS, _is_internal
 from watchfloor.streams.decoding import parse_ts
@@ -361,7 +361,9 @@ def test_audit_records_match_deliveries_one_to_one(scenario: Scenario, config: C
                 assert all(agreement.fields.get(p) == policy for p in r[field]), (r, field)
         if r["kind"] == "alert":
             view = views[(r["alert_id"], r["version"], r["agency"])]
-            named = set(r["shared"]) | set(r["pseudonymised"]) | set(r["redacted"])
+            named = {
+                split_qualified(p)[0] for p in (*r["shared"], *r["pseudonymised"], *r["redacted"])
+            }
             assert set(_paths(view)) - ENVELOPE_FIELDS <= named, r["agency"]
         else:
             assert r["shared"] == ["others.agency", "others.alert_id"]
@@ -646,18 +648,36 @@ def test_each_agency_sees_only_what_its_agreement_names(
         fields = spec.agreement.fields
         for alert, raw in s.alerts[spec.name]:
             assert alert["agency"] == spec.name and alert["agreement"] == spec.agreement.name
-            outside = set(_paths(alert)) - ENVELOPE_FIELDS - set(fields)
+            bases = {split_qualified(p)[0] for p in fields}
+            qualified = {split_qualified(p)[0] for p in fields if split_qualified(p)[1]}
+            outside = set(_paths(alert)) - ENVELOPE_FIELDS - bases
             assert not outside, f"{spec.name} received fields outside its agreement: {outside}"
             for path, policy in fields.items():
+                if path in qualified or split_qualified(path)[1]:
+                    continue  # per-kind policies: checked by the clear-id rules below
                 values = _leaves(alert, path)
                 if policy == "pseudonymize":
                     assert all(isinstance(v, str) and v.startswith("ps_") for v in values), path
                 elif policy == "redact":
                     assert all(v == REDACTED for v in values), path
             if fields.get("entities.id") == "pseudonymize":
-                # Identifiers are pseudonymised everywhere: no clear id in the bytes at all.
+                # Identifiers of kinds the agreement does not clear appear nowhere in the
+                # bytes: not as entities, links, detection entities nor in reasons.
+                own = {
+                    q
+                    for p, pol in fields.items()
+                    if split_qualified(p)[0] == "entities.id" and pol == "full"
+                    for q in [split_qualified(p)[1]]
+                    if q
+                }
+                allowed = {s.clear_ids[k] for k in own if k in s.clear_ids}
+                if "full" in (
+                    fields.get("detections.reason"),
+                    fields.get("detections.reason[network]"),
+                ):
+                    allowed.add(s.c2)  # network reasons name the C2 address, by design
                 text = raw.decode()
-                leaked = [i for i in clear if i in text]
+                leaked = [i for i in clear - allowed if i in text]
                 assert not leaked, f"{spec.name} received clear ids {leaked}"
 
     ctpu, fiu = s.final("ctpu"), s.final("fiu")
@@ -675,9 +695,13 @@ def test_each_agency_sees_only_what_its_agreement_names(
     assert ps != plans["liaison"].pseudonym(s.account) != plans["fiu"].pseudonym(s.account)
     assert all(d["reason"] == REDACTED for d in ctpu["detections"])
     assert all("event_id" not in d for d in ctpu["detections"])
-    assert all(d["reason"] != REDACTED for d in fiu["detections"])
-    # FIU sees which person/IP the account is linked to only as pseudonyms (links.b.id).
-    assert fiu["links"] and all(link["b"]["id"].startswith("ps_") for link in fiu["links"])
+    assert all(d["reason"] != REDACTED for d in fiu["detections"] if d["domain"] == "financial")
+    # FIU sees the IP, the document and the person linked to the account only as
+    # pseudonyms, and the beaconing reasons (naming the C2 address) not at all.
+    assert fiu["links"]
+    for end in (e for link in fiu["links"] for e in (link["a"], link["b"])):
+        assert end["id"] == s.account if end["type"] == "account" else end["id"].startswith("ps_")
+    assert all("reason" not in d for d in fiu["detections"] if d["domain"] != "financial")
     assert "score" in ctpu and "score" not in s.final("liaison")
 
     with capsys.disabled():

@@ -96,3 +96,21 @@ def test_settings_from_environment() -> None:
     assert "topsecret" not in repr(s)
     with pytest.raises(ValueError, match="WATCHFLOOR_BATCH_SIZE"):
         Settings.from_env({"WATCHFLOOR_BATCH_SIZE": "many"})
+
+
+def test_qualified_agreement_fields(raw: dict) -> None:
+    ok = copy.deepcopy(raw)
+    ok["agencies"]["fiu"]["agreement"]["fields"]["entities.id[account]"] = "full"
+    fields = parse_config(ok).agencies[1].agreement.fields
+    assert fields["entities.id[account]"] == "full"
+    for path, message in [
+        ("entities.id[spaceship]", "qualifier [spaceship] is not valid here; valid: ip,"),
+        ("severity[account]", "none (this field cannot be qualified)"),
+        ("detections.reason[account]", "valid: network, financial, border"),
+    ]:
+        bad = copy.deepcopy(raw)
+        bad["agencies"]["fiu"]["agreement"]["fields"][path] = "full"
+        with pytest.raises(ConfigError) as err:
+            parse_config(bad, "topics.yaml")
+        assert f"agencies.fiu.agreement.fields.{path}" in str(err.value)
+        assert message in str(err.value)

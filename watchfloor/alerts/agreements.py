@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from watchfloor.alerts.schema import ENVELOPE_FIELDS
+from watchfloor.alerts.schema import ENVELOPE_FIELDS, split_qualified
 from watchfloor.config import AgencySpec
 
 REDACTED = "[redacted]"
@@ -72,17 +72,41 @@ def agency_subkey(key: bytes, agency: str) -> bytes:
     return hmac.digest(check_key(key), _SUBKEY_LABEL + agency.encode(), "sha256")
 
 
+class _ByKind:
+    """A leaf whose policy depends on its element's kind (``type`` or ``domain``)."""
+
+    __slots__ = ("by_kind", "default")
+
+    def __init__(self, default: str | None) -> None:
+        self.default = default
+        self.by_kind: dict[str, str] = {}
+
+    def policy(self, element: Mapping[str, Any]) -> str | None:
+        kind = element.get("type", element.get("domain"))
+        return self.by_kind.get(kind, self.default) if type(kind) is str else self.default
+
+
 def _tree(fields: Mapping[str, str]) -> dict[str, Any]:
-    """Dotted paths -> nested dict whose leaves are policies."""
+    """Dotted paths -> nested dict whose leaves are policies (or per-kind policies)."""
     root: dict[str, Any] = {}
     for path, policy in fields.items():
-        *parents, leaf = path.split(".")
+        base, qualifier = split_qualified(path)
+        *parents, leaf = base.split(".")
         node = root
         for p in parents:
             node = node.setdefault(p, {})
             if type(node) is not dict:  # "a: full" and "a.b: full": the finer one wins
                 raise ValueError(f"agreement names both {p!r} and a path under it")
-        node[leaf] = policy
+        current = node.get(leaf)
+        if qualifier is None:
+            if isinstance(current, _ByKind):
+                current.default = policy
+            else:
+                node[leaf] = policy
+        else:
+            if not isinstance(current, _ByKind):
+                current = node[leaf] = _ByKind(current if type(current) is str else None)
+            current.by_kind[qualifier] = policy
     return root
 
 
@@ -183,11 +207,19 @@ class AgreementPlan:
     def _project(self, value: Any, node: Any) -> Any:
         if type(node) is str:
             return self._leaf(value, node)
+        if type(node) is _ByKind:  # qualified at the top level: nothing to qualify by
+            return _DROP if node.default is None else self._leaf(value, node.default)
         if type(value) is dict:
             out = {}
             for k, child in node.items():
                 if k in value:
-                    v = self._project(value[k], child)
+                    if type(child) is _ByKind:
+                        policy = child.policy(value)
+                        if policy is None:
+                            continue  # no policy for this kind of element: not shared
+                        v = self._leaf(value[k], policy)
+                    else:
+                        v = self._project(value[k], child)
                     if v is not _DROP:
                         out[k] = v
             return out

@@ -40,3 +40,31 @@ CONTENT_FIELDS: frozenset[str] = frozenset(
 )
 
 FIELD_POLICIES: frozenset[str] = frozenset({"full", "pseudonymize", "redact"})
+
+ENTITY_TYPES: tuple[str, ...] = ("ip", "account", "document", "person", "device")
+DOMAIN_NAMES: tuple[str, ...] = ("network", "financial", "border")
+
+# A path may be qualified, ``entities.id[account]``, to set the policy for the elements of
+# one kind only: the qualifier is matched against the element's ``type`` (entities, link
+# ends, a detection's entity) or ``domain`` (detections). A qualified policy overrides the
+# unqualified one for those elements; elements of other kinds follow the unqualified policy
+# or, if there is none, are not shared (default deny). Parent object -> valid qualifiers:
+QUALIFIERS: dict[str, tuple[str, ...]] = {
+    "entities": ENTITY_TYPES,
+    "detections.entity": ENTITY_TYPES,
+    "links.a": ENTITY_TYPES,
+    "links.b": ENTITY_TYPES,
+    "detections": DOMAIN_NAMES,
+}
+
+
+def split_qualified(path: str) -> tuple[str, str | None]:
+    """``"entities.id[account]"`` -> ``("entities.id", "account")``.
+
+    >>> split_qualified("entities.id[account]"), split_qualified("severity")
+    (('entities.id', 'account'), ('severity', None))
+    """
+    if path.endswith("]") and "[" in path:
+        base, _, qual = path[:-1].partition("[")
+        return base, qual
+    return path, None

@@ -16,6 +16,7 @@ from watchfloor.alerts.schema import CONTENT_FIELDS, ENVELOPE_FIELDS, FIELD_POLI
 from watchfloor.config import AgencySpec, Agreement, Config
 
 PS = re.compile(r"^ps_[0-9a-f]{16}$")
+FIELD_POLICIES_SORTED = sorted(FIELD_POLICIES)
 
 
 def full_alert() -> dict[str, Any]:
@@ -384,3 +385,38 @@ def test_qualified_order_does_not_matter(key: bytes) -> None:
     va = AgreementPlan(agency("x", a), key).apply(MULTI).view
     vb = AgreementPlan(agency("x", b), key).apply(MULTI).view
     assert va == vb == {**va, "entities": [{"id": REDACTED}, {"id": "ACC-1"}, {"id": REDACTED}]}
+
+
+_TYPES = ("ip", "account", "document", "person", "device")
+_POLICY_OR_NONE = st.sampled_from([None, "full", "pseudonymize", "redact"])
+
+
+@settings(max_examples=200)
+@given(
+    entities=st.lists(
+        st.fixed_dictionaries({"type": st.sampled_from(_TYPES), "id": st.text(min_size=1)}),
+        max_size=8,
+    ),
+    default=_POLICY_OR_NONE,
+    per_type=st.dictionaries(st.sampled_from(_TYPES), st.sampled_from(FIELD_POLICIES_SORTED)),
+    key=st.binary(min_size=16, max_size=32),
+)
+def test_qualified_policies_resolve_per_element(
+    entities: list[dict[str, str]], default: str | None, per_type: dict[str, str], key: bytes
+) -> None:
+    fields = {"entities.type": "full", **{f"entities.id[{t}]": p for t, p in per_type.items()}}
+    if default is not None:
+        fields["entities.id"] = default
+    plan = AgreementPlan(agency("q", fields), key)
+    view = plan.apply({"alert_id": "wf-1", "version": 1, "entities": entities}).view
+    assert len(view["entities"]) == len(entities)
+    for original, shared in zip(entities, view["entities"], strict=True):
+        policy = per_type.get(original["type"], default)
+        if policy is None:
+            assert "id" not in shared  # default deny for kinds the agreement does not name
+        elif policy == "full":
+            assert shared["id"] == original["id"]
+        elif policy == "redact":
+            assert shared["id"] == REDACTED
+        else:
+            assert shared["id"] == plan.pseudonym(original["id"])

@@ -32,7 +32,6 @@ class Settings:
     topics_file: Path = Path("topics.yaml")
     app_id: str = "watchfloor"
     metrics_port: int = 9464
-    web_port: int = 6066
     state_dir: Path = field(default_factory=_state_home)
     batch_size: int = 500
     batch_within: float = 0.05

@@ -21,10 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
 from watchfloor.detectors.state import EntityTable
-from watchfloor.streams.decoding import MAX_STR, InvalidEvent, parse_ts
+from watchfloor.streams.decoding import MAX_STR, InvalidEvent, load_object, parse_ts
 
 ACTIONS = frozenset({"ack", "escalate", "close"})
 VERDICTS = frozenset({"true_positive", "false_positive"})
@@ -45,17 +43,7 @@ def parse_feedback(raw: bytes | None) -> dict[str, Any]:
     ...
     watchfloor.streams.decoding.InvalidEvent: missing_field: 'verdict' is required for 'close'
     """
-    if raw is None:
-        raise InvalidEvent("not_json", "message has no value (tombstone)")
-    if len(raw) > MAX_FEEDBACK_BYTES:
-        raise InvalidEvent("too_large", f"message is {len(raw)} bytes, limit {MAX_FEEDBACK_BYTES}")
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        text = str(exc)
-        raise InvalidEvent("not_utf8" if "UTF-8" in text else "not_json", text[:200]) from None
-    if type(msg) is not dict:
-        raise InvalidEvent("not_object", f"expected a JSON object, got {type(msg).__name__}")
+    msg = load_object(raw, MAX_FEEDBACK_BYTES)
     out: dict[str, Any] = {}
     for name in ("alert_id", "agency", "action"):
         if name not in msg:

@@ -140,6 +140,23 @@ _PLANS: dict[str, tuple[tuple[str, Callable[[str, Any], None]], ...]] = {
 }
 
 
+def load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """Parse one message that must be a JSON object, or raise InvalidEvent saying why."""
+    if raw is None:
+        raise InvalidEvent("not_json", "message has no value (tombstone)")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", f"message is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        code = "not_utf8" if "UTF-8" in msg else "not_json"
+        raise InvalidEvent(code, msg[:200]) from None
+    if type(obj) is not dict:
+        raise InvalidEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str, Any]:
     """Decode one message of ``domain``; return the event dict or raise InvalidEvent.
 
@@ -155,18 +172,7 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
     ...
     watchfloor.streams.decoding.InvalidEvent: missing_field: required field 'ts' is missing
     """
-    if raw is None:
-        raise InvalidEvent("not_json", "message has no value (tombstone)")
-    if len(raw) > max_bytes:
-        raise InvalidEvent("too_large", f"message is {len(raw)} bytes, limit {max_bytes}")
-    try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        msg = str(exc)
-        code = "not_utf8" if "UTF-8" in msg else "not_json"
-        raise InvalidEvent(code, msg[:200]) from None
-    if type(event) is not dict:
-        raise InvalidEvent("not_object", f"expected a JSON object, got {type(event).__name__}")
+    event = load_object(raw, max_bytes)
     for name, check in _PLANS[domain]:
         try:
             value = event[name]
@@ -180,4 +186,4 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
     return event
 
 
-__all__ = ["DOMAINS", "INVALID_CODES", "InvalidEvent", "decode", "parse_ts"]
+__all__ = ["DOMAINS", "INVALID_CODES", "InvalidEvent", "decode", "load_object", "parse_ts"]

@@ -133,8 +133,11 @@ def test_linked_entity_joins_incident_in_both_directions(det: Det) -> None:
     assert net and fin and fin["alert_id"] == net["alert_id"]
     assert {e["id"] for e in fin["entities"]} == {"10.0.0.1", "A1"}
     assert fin["links"] == [
-        {"a": {"type": "ip", "id": "10.0.0.1"}, "b": {"type": "account", "id": "A1"},
-         "via": "account_id"}
+        {
+            "a": {"type": "ip", "id": "10.0.0.1"},
+            "b": {"type": "account", "id": "A1"},
+            "via": "account_id",
+        }
     ]
     # Reverse: the later detection carries the link to the earlier entity.
     c2 = Correlator(SPEC)
@@ -175,8 +178,13 @@ def test_state_is_bounded_with_200k_distinct_entities(det: Det) -> None:
     spec = CorrelationSpec(max_incidents=1000, max_links=2000)
     c = Correlator(spec)
     for i in range(200_000):
-        c.add(det(f"ip:10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", t=T0 + i * 0.01,
-                             links=(f"account:A{i}", f"person:P{i}")))
+        c.add(
+            det(
+                f"ip:10.{i >> 16}.{(i >> 8) & 255}.{i & 255}",
+                t=T0 + i * 0.01,
+                links=(f"account:A{i}", f"person:P{i}"),
+            )
+        )
     sizes = c.sizes()
     assert sizes["incidents"] <= 1000
     assert sizes["entities"] <= 1000
@@ -235,12 +243,58 @@ def test_malformed_links_are_skipped(det: Det) -> None:
 def test_detections_join_through_a_link_only_entity() -> None:
     c = Correlator(CorrelationSpec())
     person = [{"type": "person", "id": "P1", "via": "person_id"}]
-    a = c.add({"detector": "structuring", "domain": "financial", "event_id": "f1",
-               "score": 0.95, "event_time": 1700000000.0,
-               "entity": {"type": "account", "id": "A1"}, "links": person})
-    b = c.add({"detector": "lost_stolen_document", "domain": "border", "event_id": "b1",
-               "score": 1.0, "event_time": 1700000600.0,
-               "entity": {"type": "document", "id": "D1"}, "links": person})
+    a = c.add(
+        {
+            "detector": "structuring",
+            "domain": "financial",
+            "event_id": "f1",
+            "score": 0.95,
+            "event_time": 1700000000.0,
+            "entity": {"type": "account", "id": "A1"},
+            "links": person,
+        }
+    )
+    b = c.add(
+        {
+            "detector": "lost_stolen_document",
+            "domain": "border",
+            "event_id": "b1",
+            "score": 1.0,
+            "event_time": 1700000600.0,
+            "entity": {"type": "document", "id": "D1"},
+            "links": person,
+        }
+    )
     assert a is not None and b is not None
     assert b["alert_id"] == a["alert_id"]
     assert b["version"] == 2 and b["domains"] == ["border", "financial"]
+
+
+def test_updated_at_never_goes_back_when_an_older_detection_joins() -> None:
+    c = Correlator(CorrelationSpec())
+    first = c.add(
+        {
+            "detector": "port_scan",
+            "domain": "network",
+            "event_id": "n1",
+            "score": 0.95,
+            "event_time": 1700000600.0,
+            "entity": {"type": "ip", "id": "10.0.0.1"},
+            "links": [],
+        }
+    )
+    late = c.add(
+        {
+            "detector": "beaconing",
+            "domain": "network",
+            "event_id": "n0",
+            "score": 0.95,
+            "event_time": 1700000000.0,
+            "entity": {"type": "ip", "id": "10.0.0.1"},
+            "links": [],
+        }
+    )
+    assert first is not None and late is not None
+    assert late["version"] == 2 and late["alert_id"] == first["alert_id"]
+    assert late["updated_at"] == first["updated_at"]
+    assert late["created_at"] < first["created_at"]

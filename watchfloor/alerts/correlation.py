@@ -281,7 +281,9 @@ class Correlator:
         if t < inc.first:
             inc.first = t
             inc.created_at = rfc3339(t)
-        inc.updated_at = rfc3339(t)
+        # The latest event time in the incident: a late, older detection adds a version
+        # but does not move updated_at back.
+        inc.updated_at = rfc3339(inc.last)
         inc.version += 1
         ent = {"type": etype, "id": eid}
         if len(inc.detections) == inc.detections.maxlen:

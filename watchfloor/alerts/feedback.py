@@ -18,7 +18,7 @@ severity and reach fewer agencies): each detector starts at 1.0. The first verdi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from watchfloor.detectors.state import EntityTable
@@ -59,9 +59,7 @@ def parse_feedback(raw: bytes | None) -> dict[str, Any]:
     verdict = msg.get("verdict")
     if verdict is None:
         if out["action"] != "ack":
-            raise InvalidEvent(
-                "missing_field", f"'verdict' is required for {out['action']!r}"
-            )
+            raise InvalidEvent("missing_field", f"'verdict' is required for {out['action']!r}")
     elif type(verdict) is not str:
         kind = type(verdict).__name__
         raise InvalidEvent("wrong_type", f"'verdict' must be a string, got {kind}")
@@ -131,9 +129,7 @@ class ResponseTracker:
             p.severity = severity
             p.detectors = tuple(sorted(set(p.detectors) | set(dets)))
 
-    def feedback(
-        self, fb: dict[str, Any], now: float
-    ) -> tuple[float, str, tuple[str, ...]] | None:
+    def feedback(self, fb: dict[str, Any], now: float) -> tuple[float, str, tuple[str, ...]] | None:
         """Apply one parsed feedback; return (latency s, severity, detectors) on first response."""
         p = self._pending.get(fb["alert_id"] + "\x1f" + fb["agency"])
         if p is None:
@@ -167,4 +163,19 @@ class ResponseTracker:
         return dict(self._weights)
 
 
-__all__ = ["ACTIONS", "VERDICTS", "ResponseTracker", "parse_feedback"]
+def apply_feedback(
+    tracker: ResponseTracker, agencies: Container[str], raw: bytes | None, now: float
+) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None]:
+    """Parse one feedback message from a known agency and apply it to ``tracker``.
+
+    Returns the parsed feedback and, on an agency's first response to an alert,
+    (latency s, severity, detectors). Raises InvalidEvent if malformed or from an
+    agency not in ``agencies``.
+    """
+    fb = parse_feedback(raw)
+    if fb["agency"] not in agencies:
+        raise InvalidEvent("bad_value", f"unknown agency {fb['agency'][:64]!r}")
+    return fb, tracker.feedback(fb, now)
+
+
+__all__ = ["ACTIONS", "VERDICTS", "ResponseTracker", "apply_feedback", "parse_feedback"]

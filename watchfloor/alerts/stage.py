@@ -26,10 +26,9 @@ from watchfloor.alerts.agreements import check_key
 from watchfloor.alerts.audit import AuditChain
 from watchfloor.alerts.correlation import Correlator
 from watchfloor.alerts.deconfliction import Deconflictor
-from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
+from watchfloor.alerts.feedback import ResponseTracker, apply_feedback
 from watchfloor.alerts.routing import Router
 from watchfloor.config import Config
-from watchfloor.streams.decoding import InvalidEvent
 
 # What a deconfliction notice discloses, for its audit record.
 NOTICE_FIELDS = ("others.agency", "others.alert_id")
@@ -178,10 +177,9 @@ class AlertStage:
 
         Verdicts update detector weights, which the correlator uses from the next alert on.
         """
-        fb = parse_feedback(raw)
-        if fb["agency"] not in self._agreement:
-            raise InvalidEvent("bad_value", f"unknown agency {fb['agency'][:64]!r}")
-        result = self.tracker.feedback(fb, self._clock() if now is None else now)
+        fb, result = apply_feedback(
+            self.tracker, self._agreement, raw, self._clock() if now is None else now
+        )
         if fb["verdict"] is not None:
             self.correlator.weights = self.tracker.weights
         return result

@@ -362,6 +362,8 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     # Only our workers write this topic, but a bad record must not stop us.
                     code = exc.code if isinstance(exc, InvalidEvent) else "bad_value"
                     bad.append(dead_letter(deadletter_topic, m, code, str(exc)[:200]))
+            if bad:
+                metrics.deadletter_counter("detections").inc(len(bad))
             if outgoing or bad:
                 await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
                 acked = time.time()
@@ -433,7 +435,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 for det in detectors:
                     metrics.feedback_counter(det, verdict).inc()
             if bad:
-                metrics.deadletters.labels("feedback").inc(len(bad))
+                metrics.deadletter_counter("feedback").inc(len(bad))
                 await publish(app, bad)
             await keeper.maybe_save()
 

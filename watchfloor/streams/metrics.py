@@ -40,6 +40,7 @@ class Metrics:
         )
         self.invalid = {(d, c): invalid.labels(d, c) for d in domains for c in INVALID_CODES}
         self._invalid = invalid
+        self._deadletter_children: dict[str, Counter] = {}
         self.deadletters = Counter(
             "watchfloor_deadletters",
             "Messages written to a dead-letter topic",
@@ -141,6 +142,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+
+    def deadletter_counter(self, source: str) -> Counter:
+        """Dead letters from one source (a domain, "feedback", "detections"), bound once."""
+        child = self._deadletter_children.get(source)
+        if child is None:
+            child = self._deadletter_children[source] = self.deadletters.labels(source)
+        return child
 
     def lag_child(self, topic: str, partition: int) -> Gauge:
         """The lag gauge of one partition, bound once."""

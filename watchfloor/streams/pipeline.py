@@ -136,7 +136,7 @@ class EventProcessor:
         # One increment per batch: the counter's lock is not taken per event.
         self.metrics.events[domain].inc(n)
         if deadletters:
-            self.metrics.deadletters.labels(domain).inc(len(deadletters))
+            self.metrics.deadletter_counter(domain).inc(len(deadletters))
         return detections, deadletters
 
     def learn(self, domain: str, partition: int, values: Iterable[bytes | None]) -> int:

@@ -10,6 +10,7 @@ consumer group rebalances (see :mod:`watchfloor.streams.checkpoint`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -21,14 +22,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from watchfloor.alerts.audit import AuditChain
-from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
+from watchfloor.alerts.feedback import ResponseTracker, apply_feedback
 from watchfloor.alerts.stage import AlertStage
 from watchfloor.config import Config, load_config
 from watchfloor.detectors.engine import DomainEngine, build_engine, build_engines
 from watchfloor.detectors.registry import discover
 from watchfloor.settings import Settings
 from watchfloor.streams.checkpoint import Checkpointer
-from watchfloor.streams.decoding import InvalidEvent
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
 
@@ -143,6 +143,10 @@ class Runtime:
             self.stages[partition] = stage
         return stage
 
+    @functools.cached_property
+    def agencies(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.config.agencies)
+
     def adopt_tracker(self, tracker: ResponseTracker) -> None:
         """Use a restored response tracker everywhere (stages record publications in it)."""
         self.tracker = tracker
@@ -164,10 +168,7 @@ class Runtime:
         self, raw: bytes | None, now: float
     ) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None]:
         """Apply one feedback message; raise InvalidEvent if it is malformed."""
-        fb = parse_feedback(raw)
-        if fb["agency"] not in {a.name for a in self.config.agencies}:
-            raise InvalidEvent("bad_value", f"unknown agency {fb['agency'][:64]!r}")
-        result = self.tracker.feedback(fb, now)
+        fb, result = apply_feedback(self.tracker, self.agencies, raw, now)
         if fb.get("verdict") is not None:
             weights = self.tracker.weights
             for stage in self.stages.values():

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from watchfloor.config import load_config
 from watchfloor.settings import Settings
+from watchfloor.simulation import Simulator
 from watchfloor.streams.runtime import Runtime
-from watchfloor.streams.simulate import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -45,7 +45,7 @@ def config() -> Config:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers ("host:port") of a real Kafka broker."""
-    from watchfloor.streams.kafka_local import KafkaLauncherError, LocalKafka, broker_answers
+    from watchfloor.ops.kafka_local import KafkaLauncherError, LocalKafka, broker_answers
 
     existing = os.environ.get("WATCHFLOOR_BROKER")
     if existing:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from watchfloor.streams.clients import assigned_consumer
+from watchfloor.kafka.clients import assigned_consumer
 
 
 async def produce(

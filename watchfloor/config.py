@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from watchfloor.alerts.schema import (
+from watchfloor.core.alert_schema import (
     CONTENT_FIELDS,
     FIELD_POLICIES,
     QUALIFIERS,
     SEVERITIES,
     split_qualified,
 )
-from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
+from watchfloor.core.events import DOMAINS, ENTITY_FIELDS
 
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
 TOPIC_ROLES = frozenset(

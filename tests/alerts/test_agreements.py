@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from watchfloor.alerts.agreements import REDACTED, AgreementPlan, apply_agreement
-from watchfloor.alerts.schema import CONTENT_FIELDS, ENVELOPE_FIELDS, FIELD_POLICIES
 from watchfloor.config import AgencySpec, Agreement, Config
+from watchfloor.core.alert_schema import CONTENT_FIELDS, ENVELOPE_FIELDS, FIELD_POLICIES
 
 PS = re.compile(r"^ps_[0-9a-f]{16}$")
 FIELD_POLICIES_SORTED = sorted(FIELD_POLICIES)

@@ -11,7 +11,7 @@ import pytest
 
 from watchfloor.alerts.correlation import MAX_DETECTIONS, Correlator, severity_for
 from watchfloor.config import CorrelationSpec
-from watchfloor.streams.decoding import InvalidEvent
+from watchfloor.core.decoding import InvalidEvent
 
 Det = Callable[..., dict[str, Any]]
 T0 = 1_790_000_000.0  # as in conftest

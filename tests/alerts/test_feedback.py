@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from watchfloor.alerts.feedback import ResponseTracker, parse_feedback
-from watchfloor.streams.decoding import InvalidEvent
+from watchfloor.core.decoding import InvalidEvent
 
 OK = {"alert_id": "wf-1", "agency": "cert", "action": "close", "verdict": "false_positive",
       "ts": "2026-09-21T14:13:20Z"}

@@ -13,7 +13,7 @@ import pytest
 from watchfloor.alerts.audit import verify
 from watchfloor.alerts.stage import AlertStage, Outgoing
 from watchfloor.config import Config
-from watchfloor.streams.decoding import InvalidEvent
+from watchfloor.core.decoding import InvalidEvent
 
 Det = Callable[..., dict[str, Any]]
 T0 = 1_790_000_000.0

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import orjson
 from prometheus_client import CollectorRegistry
 
+from watchfloor.core.events import EXAMPLES
 from watchfloor.detectors.base import Detector, Score
 from watchfloor.detectors.engine import DomainEngine, Slot
-from watchfloor.streams.events import EXAMPLES
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
 

@@ -16,7 +16,7 @@ def run_worker(topics: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, WATCHFLOOR_TOPICS_FILE=str(topics),
                WATCHFLOOR_BROKER="kafka://127.0.0.1:1",  # never reached: it fails before
                WATCHFLOOR_PSEUDONYM_KEY="k" * 32)
-    return subprocess.run([sys.executable, "-m", "watchfloor.streams.cli", "worker"],
+    return subprocess.run([sys.executable, "-m", "watchfloor.ops.cli", "worker"],
                           env=env, capture_output=True, text=True, timeout=60)
 
 

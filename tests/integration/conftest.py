@@ -89,7 +89,7 @@ def start_worker(
     )
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "watchfloor.streams.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "watchfloor.ops.cli", "worker", "--loglevel", "info"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -159,7 +159,7 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Records of ``topics`` not yet committed by consumer group ``group``."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from watchfloor.streams.clients import assigned_consumer
+    from watchfloor.kafka.clients import assigned_consumer
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

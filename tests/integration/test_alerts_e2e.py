@@ -34,13 +34,13 @@ from tests.integration.conftest import Worker, metric_value, worker_env
 from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.alerts.agreements import REDACTED, AgreementPlan
 from watchfloor.alerts.audit import record_hash, verify
-from watchfloor.alerts.audit_cli import Entry, read_audit, verify_report
-from watchfloor.alerts.schema import ENVELOPE_FIELDS, SEVERITY_RANK, split_qualified
 from watchfloor.config import Config
+from watchfloor.core.alert_schema import ENVELOPE_FIELDS, SEVERITY_RANK, split_qualified
+from watchfloor.core.decoding import parse_ts
+from watchfloor.core.events import ENTITY_FIELDS
 from watchfloor.detectors.network import INTERNAL_NETWORKS, _is_internal
-from watchfloor.streams.decoding import parse_ts
-from watchfloor.streams.events import ENTITY_FIELDS
-from watchfloor.streams.simulate import lost_stolen, multidomain_scenario
+from watchfloor.ops.audit_cli import Entry, read_audit, verify_report
+from watchfloor.simulation import lost_stolen, multidomain_scenario
 
 pytestmark = pytest.mark.broker
 
@@ -371,7 +371,7 @@ def test_audit_records_match_deliveries_one_to_one(scenario: Scenario, config: C
 
 def _cli(worker: Worker, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "watchfloor.streams.cli", *args],
+        [sys.executable, "-m", "watchfloor.ops.cli", *args],
         env=worker_env(worker.bootstrap),
         capture_output=True,
         text=True,

@@ -41,9 +41,9 @@ from tests.integration.conftest import (
 )
 from tests.kafka_helpers import collect, produce, run
 from watchfloor.config import Config
-from watchfloor.streams.events import ENTITY_FIELDS
-from watchfloor.streams.kafka_local import LocalKafka
-from watchfloor.streams.simulate import Simulator, encode
+from watchfloor.core.events import ENTITY_FIELDS
+from watchfloor.ops.kafka_local import LocalKafka
+from watchfloor.simulation import Simulator, encode
 from watchfloor.streams.topics import apply_topics
 
 pytestmark = pytest.mark.broker

@@ -29,9 +29,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import strategies as st
 
-from tests.integration.conftest import group_lag, metric_value, namespace, start_worker, stop_worker
-from tests.kafka_helpers import collect, end_offsets, run
-from tests.streams.test_decoding_properties import (
+from tests.core.test_decoding_properties import (
     Hostile,
     Valid,
     draw_many,
@@ -39,9 +37,11 @@ from tests.streams.test_decoding_properties import (
     large_hostile,
     valid_message,
 )
+from tests.integration.conftest import group_lag, metric_value, namespace, start_worker, stop_worker
+from tests.kafka_helpers import collect, end_offsets, run
 from watchfloor.config import Config
-from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
-from watchfloor.streams.simulate import Simulator, encode
+from watchfloor.core.events import DOMAINS, ENTITY_FIELDS
+from watchfloor.simulation import Simulator, encode
 from watchfloor.streams.topics import apply_topics
 
 pytestmark = pytest.mark.broker

@@ -24,8 +24,8 @@ from tests.integration.conftest import group_lag, metric_value, namespace, start
 from tests.integration.test_hostile import RSS_LIMIT_MB, RssSampler, rss_mb
 from tests.kafka_helpers import run
 from watchfloor.config import Config
-from watchfloor.streams.events import ENTITY_FIELDS
-from watchfloor.streams.simulate import Simulator, encode
+from watchfloor.core.events import ENTITY_FIELDS
+from watchfloor.simulation import Simulator, encode
 from watchfloor.streams.topics import apply_topics
 
 pytestmark = pytest.mark.broker

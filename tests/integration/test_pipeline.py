@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.integration.conftest import Worker, metric_value, worker_env
 from tests.kafka_helpers import collect, end_offsets, produce, run
-from watchfloor.alerts.schema import SEVERITIES
+from watchfloor.core.alert_schema import SEVERITIES
 
 pytestmark = pytest.mark.broker
 
@@ -118,7 +118,7 @@ def test_topics_apply_is_idempotent_and_reports_drift(broker: str, tmp_path: Pat
     cmd = [
         sys.executable,
         "-m",
-        "watchfloor.streams.cli",
+        "watchfloor.ops.cli",
         "--topics-file",
         str(path),
         "topics",

@@ -35,7 +35,7 @@ def install_plugin() -> None:
 def test_plugin_is_listed_and_produces_alerts(broker: str, tmp_path: Path) -> None:
     install_plugin()
     listed = subprocess.run(
-        [sys.executable, "-m", "watchfloor.streams.cli", "detectors", "list"],
+        [sys.executable, "-m", "watchfloor.ops.cli", "detectors", "list"],
         env=worker_env(broker), capture_output=True, text=True, timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
@@ -54,7 +54,7 @@ def test_plugin_is_listed_and_produces_alerts(broker: str, tmp_path: Path) -> No
     run(apply_topics(config, broker))
 
     listed = subprocess.run(
-        [sys.executable, "-m", "watchfloor.streams.cli", "--topics-file", str(path),
+        [sys.executable, "-m", "watchfloor.ops.cli", "--topics-file", str(path),
          "detectors", "list"], env=worker_env(broker), capture_output=True, text=True,
     )
     row = next(line for line in listed.stdout.splitlines() if line.startswith("rare_port "))

@@ -25,11 +25,11 @@ from tests.conftest import free_port
 from tests.integration.conftest import Worker, start_worker, stop_worker
 from tests.kafka_helpers import run
 from watchfloor.config import Config
+from watchfloor.kafka.clients import assigned_consumer
+from watchfloor.kafka.security import client_kwargs
+from watchfloor.ops.acls import apply_acls, derive_grants, read_credentials
+from watchfloor.ops.kafka_local import KafkaLauncherError, LocalKafka, broker_answers
 from watchfloor.settings import Settings
-from watchfloor.streams.acls import apply_acls, derive_grants, read_credentials
-from watchfloor.streams.clients import assigned_consumer
-from watchfloor.streams.kafka_local import KafkaLauncherError, LocalKafka, broker_answers
-from watchfloor.streams.security import client_kwargs
 from watchfloor.streams.topics import apply_topics
 
 pytestmark = pytest.mark.broker
@@ -276,7 +276,7 @@ def test_tail_of_another_agencys_topic_is_refused_with_a_clear_error(secured: Se
         WATCHFLOOR_SASL_PASSWORD=secured.passwords["agency-cert"],
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "watchfloor.streams.cli", "tail", "border", "--timeout", "5"],
+        [sys.executable, "-m", "watchfloor.ops.cli", "tail", "border", "--timeout", "5"],
         env=env,
         capture_output=True,
         text=True,

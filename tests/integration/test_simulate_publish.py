@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from watchfloor.streams.clients import topic_partitions
-from watchfloor.streams.decoding import decode
-from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
-from watchfloor.streams.simulate import Simulator, publish
+from watchfloor.core.decoding import decode
+from watchfloor.core.events import DOMAINS, ENTITY_FIELDS
+from watchfloor.kafka.clients import topic_partitions
+from watchfloor.simulation import Simulator, publish
 
 pytestmark = pytest.mark.broker
 

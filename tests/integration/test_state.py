@@ -13,9 +13,9 @@ import pytest
 from tests.integration.conftest import Worker, metric_value, start_worker, stop_worker
 from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.config import Config
+from watchfloor.core.decoding import decode
 from watchfloor.detectors.engine import build_engine
 from watchfloor.detectors.registry import discover
-from watchfloor.streams.decoding import decode
 
 pytestmark = pytest.mark.broker
 

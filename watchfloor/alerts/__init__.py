@@ -1,5 +1,6 @@
-"""Alerts stage: correlate detections into incidents, share them under agreements, audit.
+"""Alerts: correlate detections into incidents, route them to agencies under their sharing
+agreements, audit every delivery, issue deconfliction notices and track feedback.
 
-Kept import-free on purpose: ``watchfloor.config`` imports ``watchfloor.alerts.schema``,
-and the stage modules import ``watchfloor.config``; importing them here would be circular.
+Plain Python over batches. May import ``watchfloor.core`` and ``watchfloor.config``; never
+``detectors``, ``streams``, ``kafka`` or ``ops``.
 """

@@ -11,7 +11,7 @@ An agreement names content paths (``entities.id``, ``detections.reason``) with a
 
 Everything else is removed, including unknown keys, nested keys not named, and values of
 an unexpected shape (a dict where the agreement names a scalar). Envelope fields
-(:data:`~watchfloor.alerts.schema.ENVELOPE_FIELDS`) are always kept; ``agency`` and
+(:data:`~watchfloor.core.alert_schema.ENVELOPE_FIELDS`) are always kept; ``agency`` and
 ``agreement`` are set to the receiving agency and its agreement.
 
 The master key never appears in a view, a repr or an exception; plans refuse to pickle.
@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
-from watchfloor.alerts.schema import ENVELOPE_FIELDS, split_qualified
 from watchfloor.config import AgencySpec
+from watchfloor.core.alert_schema import ENVELOPE_FIELDS, split_qualified
 
 REDACTED = "[redacted]"
 MIN_KEY_BYTES = 16

@@ -12,12 +12,11 @@ import hmac
 import math
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from watchfloor.config import CorrelationSpec
-from watchfloor.detectors.state import EntityTable
-from watchfloor.streams.decoding import InvalidEvent
+from watchfloor.core.decoding import InvalidEvent, rfc3339
+from watchfloor.core.entity_table import EntityTable
 
 # Per-incident bounds. A long campaign (beaconing for days) must not grow an incident
 # without limit; the alert carries the most recent detections and counts the others.
@@ -29,15 +28,6 @@ MAX_INCIDENT_LINKS = 64
 MAX_NEIGHBOURS = 16
 
 _SEP = "\x1f"  # cannot occur in a JSON-decoded id without being escaped by the sender
-
-
-def rfc3339(t: float) -> str:
-    """Epoch seconds as an RFC 3339 UTC string with milliseconds.
-
-    >>> rfc3339(1700000000.5)
-    '2023-11-14T22:13:20.500Z'
-    """
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def severity_for(score: float, n_domains: int) -> str:
@@ -226,7 +216,7 @@ class Correlator:
     def add(self, detection: Mapping[str, Any]) -> dict[str, Any] | None:
         """Correlate one detection; return the incident's alert, or None if suppressed.
 
-        Raises :class:`~watchfloor.streams.decoding.InvalidEvent` for a detection that
+        Raises :class:`~watchfloor.core.decoding.InvalidEvent` for a detection that
         lacks the fields correlation needs (the caller dead-letters it).
         """
         try:

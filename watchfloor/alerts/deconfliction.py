@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from watchfloor.alerts.correlation import rfc3339
-from watchfloor.detectors.state import EntityTable
+from watchfloor.core.entity_table import EntityTable
 
 # Per entity and agency, how many announced (other agency, other alert) pairs to remember.
 MAX_TOLD = 64

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Container, Iterable
 from typing import Any
 
-from watchfloor.detectors.state import EntityTable
-from watchfloor.streams.decoding import MAX_STR, InvalidEvent, load_object, parse_ts
+from watchfloor.core.decoding import MAX_STR, InvalidEvent, load_object, parse_ts
+from watchfloor.core.entity_table import EntityTable
 
 ACTIONS = frozenset({"ack", "escalate", "close"})
 VERDICTS = frozenset({"true_positive", "false_positive"})
@@ -41,7 +41,7 @@ def parse_feedback(raw: bytes | None) -> dict[str, Any]:
     >>> parse_feedback(b'{"alert_id":"wf-1","agency":"cert","action":"close","ts":1}')
     Traceback (most recent call last):
     ...
-    watchfloor.streams.decoding.InvalidEvent: missing_field: 'verdict' is required for 'close'
+    watchfloor.core.decoding.InvalidEvent: missing_field: 'verdict' is required for 'close'
     """
     msg = load_object(raw, MAX_FEEDBACK_BYTES)
     out: dict[str, Any] = {}

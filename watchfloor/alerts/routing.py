@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from watchfloor.alerts.agreements import AgreementPlan, check_key
-from watchfloor.alerts.schema import SEVERITY_RANK
 from watchfloor.config import AgencySpec
+from watchfloor.core.alert_schema import SEVERITY_RANK
 
 
 @dataclass(frozen=True, slots=True)

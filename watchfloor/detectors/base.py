@@ -5,7 +5,7 @@ parameters with immutable defaults, ``learn_one`` to update state and ``score_on
 return a :class:`Score` in [0, 1] with a short reason. Deciding (the threshold) is not the
 detector's job: ``topics.yaml`` sets a threshold per detector and the engine applies it.
 
-Events are plain dicts as decoded by :func:`watchfloor.streams.decoding.decode`; ``_ts``
+Events are plain dicts as decoded by :func:`watchfloor.core.decoding.decode`; ``_ts``
 holds the event time in epoch seconds.
 """
 

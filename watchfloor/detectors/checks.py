@@ -28,15 +28,15 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from watchfloor.core.entity_table import EntityTable
+from watchfloor.core.events import DOMAINS
 from watchfloor.detectors.base import Detector, Score
-from watchfloor.detectors.state import EntityTable
 from watchfloor.detectors.testkit import (
     border_traffic,
     feed,
     financial_traffic,
     network_traffic,
 )
-from watchfloor.streams.events import DOMAINS
 
 __all__ = [
     "ENTITY_TYPES",
@@ -290,7 +290,7 @@ def check_bounded_state(cls: type[Detector], seed: int = 0) -> None:
     det = cls(max_entities=50)
     assert _tables(det), (
         f"{cls.__name__} takes max_entities but holds no EntityTable attribute; keep "
-        f"per-entity state in watchfloor.detectors.state.EntityTable"
+        f"per-entity state in watchfloor.core.entity_table.EntityTable"
     )
     etype, field = cls.entity
     base = _stream(cls, seed)

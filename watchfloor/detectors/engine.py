@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from watchfloor.config import Config
+from watchfloor.core.events import JURISDICTION_FIELDS, LINK_FIELDS
 from watchfloor.detectors.base import Detector
 from watchfloor.detectors.registry import Registered, build, discover
-from watchfloor.streams.events import JURISDICTION_FIELDS, LINK_FIELDS
 
 _NONE: tuple[dict[str, Any], ...] = ()
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from importlib.resources import files
 from typing import Any, ClassVar
 
+from watchfloor.core.entity_table import EntityTable
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import logistic
-from watchfloor.detectors.state import EntityTable
 
 __all__ = ["AmountAnomaly", "FanOut", "HighRiskJurisdiction", "Structuring"]
 

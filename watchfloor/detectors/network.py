@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 from river import anomaly
 
+from watchfloor.core.entity_table import EntityTable
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import StreamingQuantile, logistic, tail_score
-from watchfloor.detectors.state import EntityTable
 
 __all__ = ["INTERNAL_NETWORKS", "Beaconing", "Exfiltration", "FlowHalfSpace", "PortScan"]
 

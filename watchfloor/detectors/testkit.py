@@ -4,7 +4,7 @@ Import it from a plugin's own tests::
 
     from watchfloor.detectors.testkit import assert_separates, feed, make_event
 
-Events built here look like decoded events (:func:`watchfloor.streams.decoding.decode`):
+Events built here look like decoded events (:func:`watchfloor.core.decoding.decode`):
 plain dicts with every required field of their domain and ``_ts`` (event time, epoch
 seconds). Generators are seeded and deterministic.
 
@@ -22,9 +22,9 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from watchfloor.core.decoding import parse_ts
+from watchfloor.core.events import EXAMPLES
 from watchfloor.detectors.base import Detector, Score
-from watchfloor.streams.decoding import parse_ts
-from watchfloor.streams.events import EXAMPLES
 
 __all__ = [
     "START",

@@ -21,11 +21,11 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from watchfloor.streams.clients import assigned_consumer
-from watchfloor.streams.decoding import InvalidEvent
+from watchfloor.core.decoding import InvalidEvent
+from watchfloor.kafka.clients import assigned_consumer
+from watchfloor.kafka.security import client_kwargs
 from watchfloor.streams.pipeline import deadletter
 from watchfloor.streams.runtime import Runtime
-from watchfloor.streams.security import client_kwargs
 
 log = logging.getLogger(__name__)
 Agent = Callable[[faust.StreamT], Awaitable[None]]

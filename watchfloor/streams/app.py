@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import faust
 
+from watchfloor.kafka.security import broker_credentials
 from watchfloor.streams import agents
 from watchfloor.streams.runtime import Runtime
-from watchfloor.streams.security import broker_credentials
 
 
 def create_app(rt: Runtime) -> faust.App:

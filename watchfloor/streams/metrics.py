@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from watchfloor.alerts.schema import SEVERITIES
-from watchfloor.streams.decoding import INVALID_CODES
+from watchfloor.core.alert_schema import SEVERITIES
+from watchfloor.core.decoding import INVALID_CODES
 
 # Alert latency spans sub-second (live) to minutes (catching up after an outage).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -7,64 +7,13 @@ comes back.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from watchfloor.core.deadletter import MAX_EVENT_BYTES, RawRecord, deadletter
+from watchfloor.core.decoding import InvalidEvent, decode
 from watchfloor.detectors.engine import DomainEngine
-from watchfloor.streams.decoding import InvalidEvent, decode
 from watchfloor.streams.metrics import Metrics
-
-# Largest original payload copied into a dead letter: base64 grows it by a third and the
-# broker's default message limit is 1 MiB. Larger originals are cut, with their digest.
-MAX_DEADLETTER_ORIGINAL = 512 * 1024
-MAX_EVENT_BYTES = 512 * 1024
-
-# (value, key, topic, partition, offset, broker timestamp in epoch seconds)
-RawRecord = tuple[bytes | None, bytes | None, str, int, int, float]
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def deadletter(
-    value: bytes | None,
-    topic: str,
-    partition: int,
-    offset: int,
-    code: str,
-    detail: str,
-    now: float | None = None,
-    key: bytes | None = None,
-) -> bytes:
-    """The dead-letter record for one message, as JSON bytes.
-
-    >>> rec = orjson.loads(deadletter(b"\\xff", "events.border", 2, 41, "not_utf8", "bad byte", 0))
-    >>> rec["reason"], rec["original"], rec["partition"], rec["offset"], rec["time"]
-    ('not_utf8', '/w==', 2, 41, '1970-01-01T00:00:00.000Z')
-    """
-    raw = value or b""
-    record: dict[str, Any] = {
-        "original": base64.b64encode(raw[:MAX_DEADLETTER_ORIGINAL]).decode("ascii"),
-        "original_size": len(raw),
-        "original_sha256": hashlib.sha256(raw).hexdigest(),
-        "truncated": len(raw) > MAX_DEADLETTER_ORIGINAL,
-        "null_value": value is None,
-        "key": None if key is None else base64.b64encode(key[:1024]).decode("ascii"),
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "reason": code,
-        "detail": detail,
-        "time": rfc3339(time.time() if now is None else now),
-    }
-    return orjson.dumps(record)
 
 
 class EventProcessor:

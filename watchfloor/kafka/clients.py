@@ -20,7 +20,7 @@ async def topic_partitions(
 
     A consumer only knows the metadata of topics it subscribed to, so ``assign`` users ask
     the cluster directly. ``security``: authentication kwargs
-    (``watchfloor.streams.security.client_kwargs``); a topic the principal may not
+    (``watchfloor.kafka.security.client_kwargs``); a topic the principal may not
     describe raises ``TopicAuthorizationFailedError``.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))

@@ -448,7 +448,7 @@ def _port_in_use(port: int) -> bool:
 
 def broker_answers(bootstrap: str, timeout: float = 5.0, **security: Any) -> bool:
     """True when a Kafka broker at ``bootstrap`` answers a metadata request (``security``:
-    aiokafka authentication kwargs, e.g. from ``watchfloor.streams.security``)."""
+    aiokafka authentication kwargs, e.g. from ``watchfloor.kafka.security``)."""
 
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient

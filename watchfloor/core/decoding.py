@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from watchfloor.streams.events import DOMAINS, REQUIRED_FIELDS
+from watchfloor.core.events import DOMAINS, REQUIRED_FIELDS
 
 # Bounds that keep hostile values out of detectors: timestamps in [2000, 2100),
 # sizes and amounts far above anything real but well inside float precision.
@@ -58,7 +58,7 @@ def parse_ts(value: Any) -> float:
     >>> parse_ts("yesterday")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    watchfloor.streams.decoding.InvalidEvent: bad_timestamp: 'ts' is not RFC 3339 ...: 'yesterday'
+    watchfloor.core.decoding.InvalidEvent: bad_timestamp: 'ts' is not RFC 3339 ...: 'yesterday'
     """
     if type(value) is int:
         ms = value
@@ -170,7 +170,7 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
     >>> decode("border", b'{"event_id":"e1"}')
     Traceback (most recent call last):
     ...
-    watchfloor.streams.decoding.InvalidEvent: missing_field: required field 'ts' is missing
+    watchfloor.core.decoding.InvalidEvent: missing_field: required field 'ts' is missing
     """
     event = load_object(raw, max_bytes)
     for name, check in _PLANS[domain]:
@@ -187,3 +187,12 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
 
 
 __all__ = ["DOMAINS", "INVALID_CODES", "InvalidEvent", "decode", "load_object", "parse_ts"]
+
+
+def rfc3339(t: float) -> str:
+    """Epoch seconds as an RFC 3339 UTC string with milliseconds.
+
+    >>> rfc3339(1700000000.5)
+    '2023-11-14T22:13:20.500Z'
+    """
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

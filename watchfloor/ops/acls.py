@@ -241,7 +241,7 @@ def current_grants(admin: Any) -> tuple[set[Grant], list[Any]]:
 
 
 def _password_works(bootstrap: str, user: str, password: str, base: dict[str, Any]) -> bool:
-    from watchfloor.streams.kafka_local import broker_answers
+    from watchfloor.ops.kafka_local import broker_answers
 
     kwargs = {
         **{k: v for k, v in base.items() if k == "ssl_context"},
@@ -269,7 +269,7 @@ def apply_acls(
 ) -> AclReport:
     """Make the broker's ACLs and SCRAM users match the topology (see module doc).
 
-    ``security``: the admin's client kwargs (``watchfloor.streams.security.client_kwargs``);
+    ``security``: the admin's client kwargs (``watchfloor.kafka.security.client_kwargs``);
     the admin must be a super user (or hold ALTER on the cluster)."""
     from kafka.admin import KafkaAdminClient, UserScramCredentialUpsertion
 

@@ -262,7 +262,7 @@ async def read_audit(
     With ``since`` (epoch s), each partition starts at the first message whose Kafka
     timestamp is at or after ``since`` minus :data:`SEEK_MARGIN_SECONDS`.
     """
-    from watchfloor.streams.clients import assigned_consumer
+    from watchfloor.kafka.clients import assigned_consumer
 
     consumer = await assigned_consumer(
         bootstrap, topic, from_beginning=True, **({"security": security} if security else {})
@@ -310,7 +310,7 @@ def _settings_and_config(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _security(settings: Any) -> dict[str, Any]:
     try:
-        from watchfloor.streams.security import client_kwargs
+        from watchfloor.kafka.security import client_kwargs
     except ImportError:  # a build without Kafka authentication support
         return {}
     kwargs = client_kwargs(settings)

@@ -5,8 +5,8 @@ import base64
 import orjson
 import pytest
 
-from watchfloor.streams.decoding import InvalidEvent, decode
-from watchfloor.streams.events import DOMAINS, EXAMPLES, REQUIRED_FIELDS
+from watchfloor.core.decoding import InvalidEvent, decode
+from watchfloor.core.events import DOMAINS, EXAMPLES, REQUIRED_FIELDS
 from watchfloor.streams.pipeline import deadletter
 
 

@@ -9,16 +9,16 @@ import orjson
 import pytest
 
 from tests.conftest import ROOT
-from watchfloor.streams.evaluate import (
+from watchfloor.evaluation.evaluate import (
     TARGET_FALSE_PER_10K,
     TARGET_PRECISION,
     TARGET_RECALL,
-    add_parser,
     evaluate_offline,
     namespaced_topics,
     score_run,
 )
-from watchfloor.streams.simulate import THREAT_TYPES
+from watchfloor.ops.evaluate_cli import add_parser
+from watchfloor.simulation import THREAT_TYPES
 
 T0 = 1_795_392_000.0
 

@@ -39,8 +39,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.conftest import ROOT
 from watchfloor.config import load_config
-from watchfloor.settings import Settings
-from watchfloor.streams.decoding import (
+from watchfloor.core.decoding import (
     INVALID_CODES,
     MAX_COUNT,
     MAX_NUM,
@@ -50,7 +49,8 @@ from watchfloor.streams.decoding import (
     InvalidEvent,
     decode,
 )
-from watchfloor.streams.events import DOMAINS, REQUIRED_FIELDS
+from watchfloor.core.events import DOMAINS, REQUIRED_FIELDS
+from watchfloor.settings import Settings
 from watchfloor.streams.pipeline import MAX_EVENT_BYTES
 from watchfloor.streams.runtime import Runtime
 

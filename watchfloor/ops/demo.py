@@ -39,8 +39,8 @@ def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bo
 
 
 def run(args: argparse.Namespace) -> int:
-    from watchfloor.streams.cli import _tail
-    from watchfloor.streams.kafka_local import LocalKafka
+    from watchfloor.ops.cli import _tail
+    from watchfloor.ops.kafka_local import LocalKafka
     from watchfloor.streams.topics import apply_topics
 
     settings = Settings.from_env()
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         worker_log = settings.state_dir / "demo-worker.log"
         with open(worker_log, "ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "watchfloor.streams.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "watchfloor.ops.cli", "worker", "--loglevel", "info"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             [
                 sys.executable,
                 "-m",
-                "watchfloor.streams.cli",
+                "watchfloor.ops.cli",
                 "simulate",
                 "--rate",
                 str(args.rate),

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from watchfloor.config import Config
+from watchfloor.kafka.security import SecurityConfigError, broker_credentials, client_kwargs
+from watchfloor.ops.acls import PREFIXED, derive_grants, env_var, read_credentials
 from watchfloor.settings import Settings
-from watchfloor.streams.acls import PREFIXED, derive_grants, env_var, read_credentials
-from watchfloor.streams.security import SecurityConfigError, broker_credentials, client_kwargs
 
 SECRET = "s3cret-value-never-shown"
 

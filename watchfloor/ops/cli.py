@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _security(args: argparse.Namespace) -> dict:
     """aiokafka authentication kwargs from the settings (docs/security.md)."""
-    from watchfloor.streams.security import client_kwargs
+    from watchfloor.kafka.security import client_kwargs
 
     return client_kwargs(_settings(args))
 
@@ -35,7 +35,7 @@ def _config(args: argparse.Namespace):
 
 # -- kafka ---------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from watchfloor.streams.kafka_local import KafkaLauncherError, LocalKafka
+    from watchfloor.ops.kafka_local import KafkaLauncherError, LocalKafka
 
     broker = LocalKafka(port=args.port, data_dir=args.data_dir, secure=args.secure)
     try:
@@ -75,7 +75,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_acl(args: argparse.Namespace) -> int:
     import os
 
-    from watchfloor.streams.acls import apply_acls, derive_grants, read_credentials
+    from watchfloor.ops.acls import apply_acls, derive_grants, read_credentials
 
     settings, cfg = _settings(args), _config(args)
     creds = args.credentials or os.environ.get("WATCHFLOOR_ACL_CREDENTIALS_FILE")
@@ -116,7 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 # -- simulate ------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from watchfloor.streams.simulate import publish
+    from watchfloor.simulation import publish
 
     settings = _settings(args)
     counts = asyncio.run(
@@ -165,7 +165,7 @@ async def _tail(
     timeout: float | None,
     security: dict | None = None,
 ) -> int:
-    from watchfloor.streams.clients import assigned_consumer
+    from watchfloor.kafka.clients import assigned_consumer
 
     consumer = await assigned_consumer(bootstrap, topic, from_beginning, security=security)
     if consumer is None:
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--note")
     a.set_defaults(func=cmd_ack)
 
-    from watchfloor.alerts.audit_cli import add_parser as add_audit_parser
+    from watchfloor.ops.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
 
@@ -360,10 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="broker + topics + worker + simulator, alerts on screen")
     dm.add_argument("--rate", type=float, default=300.0)
     dm.add_argument("--agency", default="cert")
-    dm.set_defaults(func=lambda a: __import__("watchfloor.streams.demo", fromlist=["run"]).run(a))
-    from watchfloor.streams import evaluate
+    dm.set_defaults(func=lambda a: __import__("watchfloor.ops.demo", fromlist=["run"]).run(a))
+    from watchfloor.ops import evaluate_cli
 
-    evaluate.add_parser(sub)
+    evaluate_cli.add_parser(sub)
     return p
 
 
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from watchfloor.config import ConfigError
     from watchfloor.detectors.registry import DetectorConfigError
-    from watchfloor.streams.security import SecurityConfigError
+    from watchfloor.kafka.security import SecurityConfigError
 
     args = build_parser().parse_args(argv)
     try:

@@ -45,8 +45,8 @@ from typing import Any
 
 import orjson
 
-from watchfloor.streams.decoding import parse_ts
-from watchfloor.streams.events import DOMAINS, ENTITY_FIELDS
+from watchfloor.core.decoding import parse_ts
+from watchfloor.core.events import DOMAINS, ENTITY_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -1690,7 +1690,7 @@ async def publish(
         Domain -> topic; defaults to ``events.<domain>``.
     security
         Authentication kwargs for the producer
-        (``watchfloor.streams.security.client_kwargs``); default PLAINTEXT.
+        (``watchfloor.kafka.security.client_kwargs``); default PLAINTEXT.
     **sim_kwargs
         Further :class:`Simulator` parameters.
 

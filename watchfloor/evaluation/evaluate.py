@@ -1,6 +1,6 @@
 """``watchfloor evaluate``: detector quality on the simulator's labelled scenario.
 
-The simulator (``watchfloor/streams/simulate.py``) labels every event with the threat it
+The simulator (``watchfloor/simulation/``) labels every event with the threat it
 belongs to, if any (``sim.threat``/``sim.campaign``), and the benign look-alike pattern
 it follows (``sim.lookalike``). This module runs such a scenario through the detectors and
 compares what they found with the labels. Detectors never see the labels: the scoring
@@ -61,7 +61,6 @@ the run has recall >= 0.9 at precision >= 0.8, and overall at most 1 false alert
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import secrets
@@ -80,8 +79,8 @@ from typing import Any
 import orjson
 import yaml
 
-from watchfloor.streams.decoding import parse_ts
-from watchfloor.streams.simulate import THREAT_DETECTORS, THREAT_TYPES, Simulator, encode
+from watchfloor.core.decoding import parse_ts
+from watchfloor.simulation import THREAT_DETECTORS, THREAT_TYPES, Simulator, encode
 
 #: Targets of the issue: per threat type, and overall.
 TARGET_RECALL = 0.9
@@ -441,8 +440,8 @@ def run_offline(
     from prometheus_client import CollectorRegistry
 
     from watchfloor.config import load_config
+    from watchfloor.core.events import ENTITY_FIELDS
     from watchfloor.settings import Settings
-    from watchfloor.streams.events import ENTITY_FIELDS
     from watchfloor.streams.runtime import Runtime
 
     settings = Settings(topics_file=Path(topics_file), pseudonym_key="evaluate-offline")
@@ -513,7 +512,7 @@ def namespaced_topics(topics_file: str | Path, prefix: str, out: Path) -> Path:
 
 def _client_kwargs(settings: Any) -> dict[str, Any]:
     """Authentication kwargs for every client (docs/security.md)."""
-    from watchfloor.streams.security import client_kwargs
+    from watchfloor.kafka.security import client_kwargs
 
     return client_kwargs(settings)
 
@@ -548,7 +547,7 @@ async def _publish_all(
     """Publish the scenario unpaced, keyed as :func:`simulate.publish` keys it."""
     from aiokafka import AIOKafkaProducer
 
-    from watchfloor.streams.events import ENTITY_FIELDS
+    from watchfloor.core.events import ENTITY_FIELDS
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -576,7 +575,7 @@ async def _read_all(bootstrap: str, topic: str, kwargs: Mapping[str, Any]) -> li
     """Every record of ``topic`` up to its current end offsets."""
     from aiokafka import AIOKafkaConsumer
 
-    from watchfloor.streams.clients import topic_partitions
+    from watchfloor.kafka.clients import topic_partitions
 
     tps = await topic_partitions(bootstrap, topic, security=kwargs)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kwargs)
@@ -662,7 +661,7 @@ def evaluate_broker(
         logfile = tmpdir / "worker.log"
         with open(logfile, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "watchfloor.streams.cli", "worker"],
+                [sys.executable, "-m", "watchfloor.ops.cli", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -744,75 +743,3 @@ def evaluate_broker(
         "seconds": round(time.monotonic() - started, 1),
     }
     return result
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``evaluate`` to the ``watchfloor`` command's subparsers."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="detector precision/recall/delay on the simulator's labelled scenario",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events in the scenario")
-    p.add_argument("--days", type=float, default=DEFAULT_DAYS, help="simulated days to span")
-    p.add_argument(
-        "--offline", action="store_true", help="score in process instead of through the broker"
-    )
-    p.add_argument(
-        "--output", type=Path, default=None, help="JSON result (default evaluation-<seed>.json)"
-    )
-    p.add_argument(
-        "--keep-topics", action="store_true", help="keep the temporary topics (broker mode)"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds to wait for the worker (broker)"
-    )
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``watchfloor evaluate``: print the tables, write the JSON; exit 0 if the targets
-    are met, 1 if not."""
-    from watchfloor.config import load_config
-    from watchfloor.settings import Settings
-
-    topics_file = Path(getattr(args, "topics_file", None) or Settings.from_env().topics_file)
-    load_config(topics_file)  # a bad file fails here, before anything is started
-    topics_file = topics_file.resolve()
-    if args.offline:
-        result = evaluate_offline(args.seed, args.events, args.days, topics_file)
-    else:
-        from watchfloor.streams.kafka_local import LocalKafka
-
-        broker = None
-        started: LocalKafka | None = None
-        if "WATCHFLOOR_BROKER" not in os.environ:
-            local = LocalKafka()
-            line = local.start()
-            print(line, file=sys.stderr, flush=True)
-            started = None if "already running" in line else local
-            broker = f"kafka://{local.bootstrap}"
-        try:
-            result = evaluate_broker(
-                args.seed,
-                args.events,
-                args.days,
-                topics_file,
-                broker=broker,
-                keep_topics=args.keep_topics,
-                timeout=args.timeout,
-                log=sys.stderr,
-            )
-        finally:
-            if started is not None:
-                print(started.stop(), file=sys.stderr)
-    output = args.output or Path(f"evaluation-{args.seed}.json")
-    output.write_bytes(result.to_json() + b"\n")
-    print(result.table())
-    print(f"\nwritten: {output}")
-    return 0 if result.meets_targets else 1

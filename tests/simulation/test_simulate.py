@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from watchfloor.streams import simulate
-from watchfloor.streams.decoding import decode, parse_ts
-from watchfloor.streams.events import DOMAINS
-from watchfloor.streams.simulate import (
+from watchfloor.core.decoding import decode, parse_ts
+from watchfloor.core.events import DOMAINS
+from watchfloor.simulation import (
     DEFAULT_START,
     LOOKALIKES,
     THREAT_DETECTORS,
@@ -33,6 +32,7 @@ from watchfloor.streams.simulate import (
     watchlist,
     write_jsonl,
 )
+from watchfloor.simulation import simulator as simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 200_000

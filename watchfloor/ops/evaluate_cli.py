@@ -1,0 +1,88 @@
+"""``watchfloor evaluate``: the command around :mod:`watchfloor.evaluation.evaluate`
+(starts a local broker when none is configured, prints the table, writes the JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from watchfloor.evaluation import evaluate as evaluation
+from watchfloor.evaluation.evaluate import (
+    DEFAULT_DAYS,
+    DEFAULT_EVENTS,
+    DEFAULT_SEED,
+    evaluate_broker,
+    evaluate_offline,
+)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate`` to the ``watchfloor`` command's subparsers."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="detector precision/recall/delay on the simulator's labelled scenario",
+        description=(evaluation.__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events in the scenario")
+    p.add_argument("--days", type=float, default=DEFAULT_DAYS, help="simulated days to span")
+    p.add_argument(
+        "--offline", action="store_true", help="score in process instead of through the broker"
+    )
+    p.add_argument(
+        "--output", type=Path, default=None, help="JSON result (default evaluation-<seed>.json)"
+    )
+    p.add_argument(
+        "--keep-topics", action="store_true", help="keep the temporary topics (broker mode)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for the worker (broker)"
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``watchfloor evaluate``: print the tables, write the JSON; exit 0 if the targets
+    are met, 1 if not."""
+    from watchfloor.config import load_config
+    from watchfloor.settings import Settings
+
+    topics_file = Path(getattr(args, "topics_file", None) or Settings.from_env().topics_file)
+    load_config(topics_file)  # a bad file fails here, before anything is started
+    topics_file = topics_file.resolve()
+    if args.offline:
+        result = evaluate_offline(args.seed, args.events, args.days, topics_file)
+    else:
+        from watchfloor.ops.kafka_local import LocalKafka
+
+        broker = None
+        started: LocalKafka | None = None
+        if "WATCHFLOOR_BROKER" not in os.environ:
+            local = LocalKafka()
+            line = local.start()
+            print(line, file=sys.stderr, flush=True)
+            started = None if "already running" in line else local
+            broker = f"kafka://{local.bootstrap}"
+        try:
+            result = evaluate_broker(
+                args.seed,
+                args.events,
+                args.days,
+                topics_file,
+                broker=broker,
+                keep_topics=args.keep_topics,
+                timeout=args.timeout,
+                log=sys.stderr,
+            )
+        finally:
+            if started is not None:
+                print(started.stop(), file=sys.stderr)
+    output = args.output or Path(f"evaluation-{args.seed}.json")
+    output.write_bytes(result.to_json() + b"\n")
+    print(result.table())
+    print(f"\nwritten: {output}")
+    return 0 if result.meets_targets else 1

@@ -13,6 +13,8 @@ from watchfloor.evaluation.evaluate import (
     TARGET_FALSE_PER_10K,
     TARGET_PRECISION,
     TARGET_RECALL,
+    Label,
+    detections_of_alerts,
     evaluate_offline,
     namespaced_topics,
     score_run,
@@ -145,3 +147,39 @@ def test_evaluate_broker_end_to_end(broker, tmp_path, monkeypatch, capsys):
     for threat, row in data["by_threat"].items():
         assert row["campaigns_detected"] >= 1, f"{threat} not detected: {row}"
     assert "threat type" in capsys.readouterr().out
+
+
+def test_score_run_with_capture_labels_ignores_background():
+    """A replayed capture's labels: unlabelled background is neither a hit nor a false
+    alert, campaigns are per malicious source, and the rows follow ``threat_detectors``."""
+    capture = [
+        ("network", {"event_id": "b1", "ts": int(T0 * 1000), "label": "background"}),
+        ("network", {"event_id": "n1", "ts": int(T0 * 1000) + 1, "label": "normal"}),
+        ("network", {"event_id": "s1", "ts": int(T0 * 1000) + 2, "label": "scan", "src": "A"}),
+        ("network", {"event_id": "s2", "ts": int(T0 * 1000) + 3, "label": "scan", "src": "B"}),
+        ("network", {"event_id": "f1", "ts": int(T0 * 1000) + 4, "label": "flood", "src": "C"}),
+    ]
+    names = {"scan": "port_scan", "flood": "flood"}
+
+    def label_of(e):
+        if e["label"] == "background":
+            return None
+        if e["label"] == "normal":
+            return Label(None, None, None)
+        return Label(names[e["label"]], f"{names[e['label']]}:{e['src']}", None)
+
+    alerts = [{"alert_id": "a", "version": v, "detections": [det("port_scan", "s1"),
+               det("port_scan", "b1")]} for v in (1, 2)]  # fmt: skip
+    r = score_run(
+        capture,
+        detections_of_alerts(alerts),
+        threat_detectors={"flood": "flood", "port_scan": "port_scan"},
+        label_of=label_of,
+    )
+    assert (r.events, r.benign_events, r.threat_events) == (4, 1, 3)
+    assert r.detections == 1 and r.false_alerts == 0  # b1 is background
+    assert list(r.by_threat) == ["flood", "port_scan"]
+    ps = r.by_threat["port_scan"]
+    assert (ps.campaigns, ps.campaigns_detected, ps.recall) == (2, 1, 0.5)
+    assert ps.missed_campaigns == ["port_scan:B"]
+    assert r.by_threat["flood"].recall == 0.0

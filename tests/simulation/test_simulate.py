@@ -32,7 +32,7 @@ from watchfloor.simulation import (
     watchlist,
     write_jsonl,
 )
-from watchfloor.simulation import simulator as simulate
+from watchfloor.simulation.border import _TRANSLITERATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 200_000
@@ -282,7 +282,7 @@ def test_watchlist_match(stream: list[tuple[str, Event]]) -> None:
     variants = [e for e in events if e not in exact]
     assert exact and variants  # listed verbatim, and spelt differently
     assert any(e["document_id"] in docs for e in events)
-    spellings = set(simulate._TRANSLITERATIONS.values())
+    spellings = set(_TRANSLITERATIONS.values())
     for e in variants:  # a typo or reordering keeps name parts; else a transliteration
         assert set(e["person_name"].split()) & parts or e["person_name"] in spellings
     # Unlabelled travellers never share a name part with the list, except similar_name.
@@ -431,4 +431,4 @@ def test_small_streams_and_invalid_parameters() -> None:
         Simulator(days=0)
     with pytest.raises(ValueError):
         Simulator(mix={"telemetry": 1.0})
-    assert math.isclose(simulate.DEFAULT_START % DAY, 0.0)
+    assert math.isclose(DEFAULT_START % DAY, 0.0)

@@ -133,6 +133,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- replay --------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    from watchfloor.evaluation.formats import FormatError, get_format
+    from watchfloor.evaluation.replay import replay
+
+    try:
+        domain = get_format(args.format).domain
+        topic = args.topic or _config(args).input_topics[domain].name
+        result = asyncio.run(
+            replay(args.format, Path(args.path), _settings(args), topic, speed=args.speed,
+                   limit=args.limit, window=args.window)
+        )
+    except (FormatError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 # -- tail ----------------------------------------------------------------------
 def format_alert(alert: dict) -> str:
     """One readable line (or two) for an alert as an operations centre receives it."""
@@ -332,6 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
     s.set_defaults(func=cmd_simulate)
+
+    rp = sub.add_parser(
+        "replay", help="publish a capture (docs/formats.md) to its input topic in time order"
+    )
+    rp.add_argument("format", help="argus, zeek, cicflowmeter, paysim or amlsim")
+    rp.add_argument("path", help="the capture file (amlsim: its file or directory)")
+    rp.add_argument(
+        "--speed", type=float, default=0.0,
+        help="keep the capture's spacing scaled by X (1 = real time); 0 = as fast as possible",
+    )
+    rp.add_argument("--limit", type=int, default=None, help="publish at most N events")
+    rp.add_argument(
+        "--window", type=int, default=50_000,
+        help="sort window in records (0 = sort the whole file in memory)",
+    )
+    rp.add_argument("--topic", default=None, help="topic (default: the domain's input topic)")
+    rp.set_defaults(func=cmd_replay)
 
     tl = sub.add_parser("tail", help="print an agency's alerts as they arrive")
     tl.add_argument("agency")

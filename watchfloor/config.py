@@ -53,6 +53,9 @@ class TopicSpec:
     role: str
     domain: str | None = None
     description: str = ""
+    # role feedback: the agency whose principal alone may write it (the broker vouches
+    # for the writer; the worker takes the agency from the topic, never the payload).
+    agency: str | None = None
 
     @property
     def configs(self) -> dict[str, str]:
@@ -117,6 +120,18 @@ class Config:
         raise KeyError(f"no topic with role {role!r}" + (f" for {domain!r}" if domain else ""))
 
     @property
+    def feedback_topics(self) -> dict[str, TopicSpec]:
+        """Agency -> its feedback topic (only that agency's principal may write it)."""
+        return {t.agency: t for t in self.topics if t.role == "feedback" and t.agency}
+
+    def feedback_agency(self, topic: str) -> str | None:
+        """The agency that alone writes feedback topic ``topic`` (None: not one)."""
+        for t in self.topics:
+            if t.name == topic and t.role == "feedback":
+                return t.agency
+        return None
+
+    @property
     def input_topics(self) -> dict[str, TopicSpec]:
         return {t.domain: t for t in self.topics if t.role == "input" and t.domain}
 
@@ -173,6 +188,7 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
             "role",
             "domain",
             "description",
+            "agency",
         }
         if unknown:
             raise _fail(where, f"unknown keys {sorted(unknown)}")
@@ -196,6 +212,7 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
                 role=role,
                 domain=domain,
                 description=str(spec.get("description", "")),
+                agency=_topic_agency(spec.get("agency"), role, where),
             )
         )
     names = {t.name for t in topics}
@@ -207,14 +224,53 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
             raise _fail("topics", f"no input topic for domain {d!r}")
     assert len(names) == len(topics)
     published = next(t for t in topics if t.role == "published")
-    feedback = next(t for t in topics if t.role == "feedback")
-    if published.partitions != feedback.partitions:
-        raise _fail(
-            f"topics.{published.name}.partitions",
-            f"must equal {feedback.name}'s ({feedback.partitions}): both are keyed by alert id "
-            "and one worker must own the same partition of each",
-        )
+    for feedback in (t for t in topics if t.role == "feedback"):
+        if published.partitions != feedback.partitions:
+            raise _fail(
+                f"topics.{published.name}.partitions",
+                f"must equal {feedback.name}'s ({feedback.partitions}): both are keyed by "
+                "alert id and one worker must own the same partition of each",
+            )
     return tuple(topics)
+
+
+def _topic_agency(agency: Any, role: str, where: str) -> str | None:
+    if role != "feedback":
+        if agency is not None:
+            raise _fail(f"{where}.agency", "only feedback topics belong to an agency")
+        return None
+    if not isinstance(agency, str) or not agency:
+        raise _fail(
+            f"{where}.agency",
+            "a feedback topic names the agency whose principal alone writes it",
+        )
+    return agency
+
+
+def _check_feedback_topics(topics: tuple[TopicSpec, ...], agencies: tuple[AgencySpec, ...]) -> None:
+    names = {a.name for a in agencies}
+    owner: dict[str, str] = {}
+    for t in topics:
+        if t.role != "feedback":
+            continue
+        if t.agency not in names:
+            raise _fail(
+                f"topics.{t.name}.agency",
+                f"unknown agency {t.agency!r}; agencies: {', '.join(sorted(names))}",
+            )
+        if t.agency in owner:
+            raise _fail(
+                f"topics.{t.name}.agency",
+                f"{t.agency!r} already has feedback topic {owner[t.agency]!r} (one per agency)",
+            )
+        owner[t.agency] = t.name
+    for a in agencies:
+        if a.name not in owner:
+            raise _fail(
+                f"agencies.{a.name}",
+                f"no feedback topic; add `feedback.{a.name}: {{role: feedback, agency: "
+                f"{a.name}}}` under topics",
+            )
 
 
 def _parse_detectors(raw: Any) -> tuple[DetectorSpec, ...]:
@@ -340,10 +396,12 @@ def parse_config(data: Any, source: str = "topics.yaml") -> Config:
     try:
         data = _mapping(data, "(top level)")
         topics = _parse_topics(data.get("topics"))
+        agencies = _parse_agencies(data.get("agencies"), topics)
+        _check_feedback_topics(topics, agencies)
         return Config(
             topics=topics,
             detectors=_parse_detectors(data.get("detectors", {})),
-            agencies=_parse_agencies(data.get("agencies"), topics),
+            agencies=agencies,
             correlation=_parse_correlation(data.get("correlation")),
             source=source,
         )

@@ -530,7 +530,8 @@ def test_acks_feed_response_latency_and_bad_feedback_is_deadlettered(
     before = worker.metrics()
     acked = _cli(worker, "ack", alert_id, "--agency", "ctpu", "--verdict", "true_positive")
     assert acked.returncode == 0, acked.stderr
-    assert f"ack sent for {alert_id} by ctpu" in acked.stdout
+    assert acked.stdout.startswith(f"recorded: ack of {alert_id} (")
+    assert "by ctpu, verdict true_positive, on feedback.ctpu" in acked.stdout
     after = _wait_metric(
         worker, lambda t: latency(t) > latency(before) and verdicts(t) > verdicts(before)
     )
@@ -567,17 +568,17 @@ def test_acks_feed_response_latency_and_bad_feedback_is_deadlettered(
         (b"{not json", "not_json"),
         (
             orjson.dumps({"alert_id": alert_id, "agency": "nsa", "action": "ack", "ts": ts}),
-            "bad_value",
+            "agency_mismatch",
         ),
         (
-            orjson.dumps({"alert_id": alert_id, "agency": "cert", "action": "close", "ts": ts}),
+            orjson.dumps({"alert_id": alert_id, "agency": "ctpu", "action": "close", "ts": ts}),
             "missing_field",
         ),
         (
             orjson.dumps(
                 {
                     "alert_id": alert_id,
-                    "agency": "cert",
+                    "agency": "ctpu",
                     "action": "ack",
                     "verdict": "maybe",
                     "ts": ts,
@@ -585,14 +586,14 @@ def test_acks_feed_response_latency_and_bad_feedback_is_deadlettered(
             ),
             "bad_value",
         ),
-        (orjson.dumps({"alert_id": alert_id, "agency": "cert", "action": "ack"}), "missing_field"),
+        (orjson.dumps({"alert_id": alert_id, "agency": "ctpu", "action": "ack"}), "missing_field"),
     ]
     dl_start = run(end_offsets(b, "events.deadletter"))
-    run(produce(b, "alerts.feedback", [(marker, v) for v, _ in bad]))
+    run(produce(b, "feedback.ctpu", [(marker, v) for v, _ in bad]))
 
     def ours(rec: dict[str, Any]) -> bool:
         return (
-            rec.get("topic") == "alerts.feedback"
+            rec.get("topic") == "feedback.ctpu"
             and rec.get("key") == base64.b64encode(marker).decode()
         )
 

@@ -231,10 +231,10 @@ async def test_pipeline_end_to_end_under_acls(secured: Secured, secure_worker: W
     assert mine(alerts), f"no alert for {event_id}:\n{secure_worker.log_tail()}"
     assert mine(alerts)[0]["detections"][0]["detector"] == "lost_stolen_document"
 
-    # The agency answers on alerts.feedback; oversight reads the audit trail.
+    # The agency answers on its own feedback topic; oversight reads the audit trail.
     await _produce(
         secured.bootstrap,
-        "alerts.feedback",
+        "feedback.border",
         orjson.dumps({"alert_id": mine(alerts)[0]["alert_id"], "agency": "border", "ts": 1}),
         secured.login("agency-border"),
     )

@@ -29,6 +29,7 @@ from watchfloor.alerts.deconfliction import Deconflictor
 from watchfloor.alerts.feedback import ResponseTracker, apply_feedback
 from watchfloor.alerts.routing import Router
 from watchfloor.config import Config
+from watchfloor.core.decoding import InvalidEvent
 
 # What a deconfliction notice discloses, for its audit record.
 NOTICE_FIELDS = ("others.agency", "others.alert_id")
@@ -109,12 +110,15 @@ class AlertStage:
 
         Raises InvalidEvent for a malformed detection (dead-letter it and commit).
         """
+        now = self._clock()
+        # Weights drift towards their targets over time (rate-limited), not only when a
+        # verdict arrives; the tracker caches them, so this costs a comparison.
+        self.correlator.weights = self.tracker.current_weights(now)
         alert = self.correlator.add(detection)
         if alert is None:
             return []
         arrival = detection.get("arrival")
         arrival = float(arrival) if type(arrival) in (float, int) else float("nan")
-        now = self._clock()
         severity = alert["severity"]
         aid = alert["alert_id"]
         akey = aid.encode()
@@ -170,18 +174,21 @@ class AlertStage:
         return out
 
     def feedback(
-        self, raw: bytes | None, now: float | None = None
+        self, raw: bytes | None, agency: str, now: float | None = None
     ) -> tuple[float, str, tuple[str, ...]] | None:
-        """Apply one feedback message; return (latency s, severity, detectors) on first
-        response of an agency to an alert, else None. Raises InvalidEvent if malformed.
+        """Apply one feedback message written by ``agency`` (the agency of the topic it
+        was read from); return (latency s, severity, detectors) on the agency's first
+        response to an alert, else None. Raises InvalidEvent if malformed, if it names
+        another agency, or if the alert was not delivered to ``agency``.
 
-        Verdicts update detector weights, which the correlator uses from the next alert on.
+        Verdicts move detector weights (see :mod:`watchfloor.alerts.feedback`), which the
+        correlator uses from the next alert on.
         """
-        fb, result = apply_feedback(
-            self.tracker, self._agreement, raw, self._clock() if now is None else now
-        )
-        if fb["verdict"] is not None:
-            self.correlator.weights = self.tracker.weights
+        if agency not in self._agreement:
+            raise InvalidEvent("bad_value", f"unknown agency {agency[:64]!r}")
+        now = self._clock() if now is None else now
+        _fb, result = apply_feedback(self.tracker, agency, raw, now)
+        self.correlator.weights = self.tracker.current_weights(now)
         return result
 
 

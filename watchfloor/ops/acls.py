@@ -3,12 +3,15 @@
 Principals (``User:<name>``; docs/security.md has the table and the reasons):
 
 * ``agency-<agency>`` reads only its own ``alerts.<agency>`` topic (and consumer groups
-  named ``agency-<agency>…``) and writes ``alerts.feedback``;
+  named ``agency-<agency>…``) and writes only its own ``feedback.<agency>`` topic, so the
+  broker vouches for who wrote a verdict;
 * ``sensor-<domain>`` writes only ``events.<domain>``;
 * ``watchfloor-worker`` (the Faust app ``<app_id>``) reads its input topics, writes its
   output topics, owns the ``<app_id>-`` topic prefix (internal and changelog topics) and
   the ``<app_id>`` consumer group;
-* ``oversight`` reads ``audit.sharing`` (and consumer groups named ``oversight…``).
+* ``oversight`` reads ``audit.sharing`` and ``audit.anchors`` (and consumer groups named
+  ``oversight…``); the worker may only append to ``audit.anchors`` (WRITE, no READ, no
+  DELETE), so it can neither read nor remove the signed chain heads it published.
 
 The broker denies everything else (``allow.everyone.if.no.acl.found=false``).
 ``apply`` is idempotent: it adds missing ACLs, removes ACLs of watchfloor-managed
@@ -75,7 +78,7 @@ def derive_grants(config: Config, app_id: str) -> dict[str, set[Grant]]:
     >>> for grant in sorted(g["agency-border"]): print(grant)
     User:agency-border READ group:agency-border*
     User:agency-border READ topic:alerts.border
-    User:agency-border WRITE topic:alerts.feedback
+    User:agency-border WRITE topic:feedback.border
     >>> [str(grant) for grant in g["sensor-network"]]
     ['User:sensor-network WRITE topic:events.network']
     """
@@ -84,15 +87,19 @@ def derive_grants(config: Config, app_id: str) -> dict[str, set[Grant]]:
     def allow(who: str, rtype: str, name: str, op: str, pattern: str = LITERAL) -> None:
         out.setdefault(who, set()).add(Grant(who, rtype, name, pattern, op))
 
-    feedback = config.topic("feedback").name
+    feedback = config.feedback_topics
     for agency in config.agencies:
         who = f"{AGENCY_PREFIX}{agency.name}"
         allow(who, TOPIC, agency.topic, "READ")
         allow(who, GROUP, who, "READ", PREFIXED)
-        allow(who, TOPIC, feedback, "WRITE")
+        allow(who, TOPIC, feedback[agency.name].name, "WRITE")
     for domain, spec in config.input_topics.items():
         allow(f"{SENSOR_PREFIX}{domain}", TOPIC, spec.name, "WRITE")
     allow(OVERSIGHT, TOPIC, config.topic("audit").name, "READ")
+    for t in config.topics:
+        if t.role == "anchors":
+            allow(OVERSIGHT, TOPIC, t.name, "READ")
+            allow(WORKER, TOPIC, t.name, "WRITE")  # append-only: no READ, no DELETE
     allow(OVERSIGHT, GROUP, OVERSIGHT, "READ", PREFIXED)
 
     # The Faust worker: what it consumes, what it produces, its own prefix and group.

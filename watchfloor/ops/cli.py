@@ -246,38 +246,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 # -- ack -----------------------------------------------------------------------
 def cmd_ack(args: argparse.Namespace) -> int:
-    from aiokafka import AIOKafkaProducer
+    from watchfloor.ops.ack import run
 
-    cfg = _config(args)
-    if args.agency not in {a.name for a in cfg.agencies}:
-        print(f"error: unknown agency {args.agency!r}", file=sys.stderr)
-        return 2
-    record = {
-        "alert_id": args.alert_id,
-        "agency": args.agency,
-        "action": args.action,
-        "ts": int(time.time() * 1000),
-    }
-    if args.verdict:
-        record["verdict"] = args.verdict
-    if args.note:
-        record["note"] = args.note
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=_settings(args).bootstrap_servers, acks="all", **_security(args)
-        )
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                cfg.topic("feedback").name, orjson.dumps(record), key=args.alert_id.encode()
-            )
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
-    print(f"{args.action} sent for {args.alert_id} by {args.agency}")
-    return 0
+    return run(args, _settings(args), _config(args))
 
 
 # -- detectors -----------------------------------------------------------------
@@ -377,12 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--timeout", type=float, default=None, help="stop after S seconds")
     tl.set_defaults(func=cmd_tail)
 
-    a = sub.add_parser("ack", help="acknowledge an alert for an agency")
-    a.add_argument("alert_id")
-    a.add_argument("--agency", required=True)
-    a.add_argument("--action", choices=["ack", "escalate", "close"], default="ack")
-    a.add_argument("--verdict", choices=["true_positive", "false_positive"])
-    a.add_argument("--note")
+    from watchfloor.ops.ack import add_arguments as add_ack_arguments
+
+    a = sub.add_parser("ack", help="acknowledge an alert for an agency (checks it was received)")
+    add_ack_arguments(a)
     a.set_defaults(func=cmd_ack)
 
     from watchfloor.ops.audit_cli import add_parser as add_audit_parser

@@ -65,7 +65,8 @@ class StateKeeper:
         self.topic = rt.config.topic("checkpoints").name
         self.input_topics = {t.name: d for d, t in rt.config.input_topics.items()}
         self.detections_topic = rt.config.topic("detections").name
-        self.feedback_topic = rt.config.topic("feedback").name
+        # Feedback topic -> the agency whose principal alone may write it.
+        self.feedback_topics = {t.name: a for a, t in rt.config.feedback_topics.items()}
         self.published_topic = rt.config.topic("published").name
         self.feedback_parts: set[int] = set()
         self.interval = rt.settings.checkpoint_interval
@@ -128,7 +129,7 @@ class StateKeeper:
                 names.add(score_name(self.input_topics[tp.topic], tp.partition))
             elif tp.topic == self.detections_topic:
                 names.add(alerts_name(tp.partition))
-            elif tp.topic == self.feedback_topic:
+            elif tp.topic in self.feedback_topics:
                 names.add(feedback_name(tp.partition))
         return names
 
@@ -154,7 +155,7 @@ class StateKeeper:
         for partition in list(rt.stages):
             if alerts_name(partition) not in wanted:
                 rt.drop_stage(partition)
-        self.feedback_parts = {tp.partition for tp in assigned if tp.topic == self.feedback_topic}
+        self.feedback_parts = {tp.partition for tp in assigned if tp.topic in self.feedback_topics}
         for key in list(rt.feedback_next):
             if key[1] not in self.feedback_parts:
                 rt.feedback_next.pop(key, None)
@@ -185,7 +186,8 @@ class StateKeeper:
                         self._replayed.inc(len(values))
             elif kind == "feedback":
                 rt.adopt_tracker(r.state)
-                for topic in (self.feedback_topic, self.published_topic):
+                # Publications first: feedback is only accepted for delivered alerts.
+                for topic in (self.published_topic, *sorted(self.feedback_topics)):
                     await self._catch_up_feedback(topic, int(rest[0]), r, committed)
             else:
                 partition = int(rest[0])
@@ -220,8 +222,12 @@ class StateKeeper:
             rt.feedback_skip[key] = nxt
         elif done > nxt:
             values = await self.read(topic, partition, nxt, done)
+            agency = self.feedback_topics.get(topic)
             for value in values:
-                apply_feedback_record(rt, topic == self.published_topic, value, time.time())
+                try:
+                    apply_feedback_record(rt, agency, value, time.time())
+                except InvalidEvent:
+                    continue  # the previous owner dead-lettered it
             self._replayed.inc(len(values))
 
     async def committed(self) -> dict[tuple[str, int], int]:
@@ -388,26 +394,29 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
 
 
 def apply_feedback_record(
-    rt: Runtime, is_publication: bool, value: bytes | None, now: float
+    rt: Runtime, agency: str | None, value: bytes | None, now: float
 ) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None] | None:
-    """Apply one record of the feedback or publication topic to the response tracker.
+    """Apply one record of a feedback topic or the publication topic to the tracker.
 
+    ``agency``: the agency of the feedback topic the record was read from (the broker
+    vouches that only its principal writes there), None for the publication topic.
     Publications come from our own workers; feedback from agencies (raises InvalidEvent
-    when malformed). Returns (feedback, result) for feedback records."""
-    if is_publication:
+    when malformed, claiming another agency, or about an alert not delivered to
+    ``agency``). Returns (feedback, result) for feedback records."""
+    if agency is None:
         try:
             p = orjson.loads(value or b"")
             rt.tracker.published(p["alert_id"], p["agency"], p["severity"], p["detectors"], p["t"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass  # written by our own workers; nothing an agency can fix
         return None
-    return rt.feedback(value, now)
+    return rt.feedback(value, agency, now)
 
 
 def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
-    published_topic = rt.config.topic("published").name
+    agency_of = keeper.feedback_topics
 
     async def feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(rt.settings.batch_size, within=0.2):
@@ -420,7 +429,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 if m.offset < rt.feedback_skip.get(key, -1):
                     continue  # applied by the previous owner before its checkpoint
                 try:
-                    applied = apply_feedback_record(rt, m.topic == published_topic, m.value, now)
+                    applied = apply_feedback_record(rt, agency_of.get(m.topic), m.value, now)
                 except InvalidEvent as exc:
                     metrics.invalid_counter("feedback", exc.code).inc()
                     bad.append(dead_letter(deadletter_topic, m, exc.code, exc.detail))

@@ -40,10 +40,11 @@ def create_app(rt: Runtime) -> faust.App:
     app.agent(topic(cfg.topic("detections").name), name="alerts")(
         agents.alert_agent(app, rt, keeper)
     )
-    # Feedback and publications are co-partitioned by alert id: one agent reads both.
+    # Feedback (one topic per agency) and publications are co-partitioned by alert id:
+    # one agent reads them all, and takes each feedback's agency from its topic.
     app.agent(
         app.topic(
-            cfg.topic("feedback").name,
+            *sorted(t.name for t in cfg.feedback_topics.values()),
             cfg.topic("published").name,
             key_type=bytes,
             value_type=bytes,

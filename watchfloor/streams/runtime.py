@@ -139,7 +139,6 @@ class Runtime:
             self.new_audit_chain(stage, partition)
             # Response tracking is worker-wide.
             stage.tracker = self.tracker
-            stage.correlator.weights = self.tracker.weights
             self.stages[partition] = stage
         return stage
 
@@ -152,7 +151,6 @@ class Runtime:
         self.tracker = tracker
         for stage in self.stages.values():
             stage.tracker = tracker
-            stage.correlator.weights = tracker.weights
 
     def new_audit_chain(self, stage: AlertStage, partition: int) -> None:
         # One audit chain per owner of a partition: a restored stage starts a new chain
@@ -165,12 +163,10 @@ class Runtime:
             table.pop(partition, None)
 
     def feedback(
-        self, raw: bytes | None, now: float
+        self, raw: bytes | None, agency: str, now: float
     ) -> tuple[dict[str, Any], tuple[float, str, tuple[str, ...]] | None]:
-        """Apply one feedback message; raise InvalidEvent if it is malformed."""
-        fb, result = apply_feedback(self.tracker, self.agencies, raw, now)
-        if fb.get("verdict") is not None:
-            weights = self.tracker.weights
-            for stage in self.stages.values():
-                stage.correlator.weights = weights
-        return fb, result
+        """Apply one feedback message read from ``agency``'s feedback topic (the broker
+        vouches for the writer); raise InvalidEvent if it is malformed, names another
+        agency or is about an alert not delivered to ``agency``. Stages pick up moved
+        weights at their next detection."""
+        return apply_feedback(self.tracker, agency, raw, now)

@@ -43,7 +43,7 @@ async def replay(
     speed: float = 0.0,
     limit: int | None = None,
     window: int = DEFAULT_WINDOW,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | str | None = "stderr",
     sleep: Callable[[float], Any] = asyncio.sleep,
 ) -> dict[str, Any]:
     """Publish the capture at ``path`` to ``topic``; return counts and the read summary.
@@ -55,6 +55,9 @@ async def replay(
 
     if speed < 0:
         raise ValueError("--speed must be >= 0")
+    if progress == "stderr":  # resolved per call: sys.stderr may be replaced meanwhile
+        progress = sys.stderr
+    assert not isinstance(progress, str)
     spec = get_format(fmt)
     check_path(path)
     key_field = ENTITY_FIELDS[spec.domain][1]

@@ -23,7 +23,6 @@ The mapping is in ``docs/formats.md``.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +36,8 @@ from watchfloor.evaluation.formats.base import (
     Labelled,
     ReadStats,
     StepClock,
+    clean,
+    csv_rows,
     epoch_ms,
     to_float,
 )
@@ -89,9 +90,13 @@ def transactions_file(path: Path) -> Path:
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
+    """A companion file's rows as dicts (malformed lines skipped, like the readers')."""
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        for row in csv.DictReader(f):
-            yield {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        rows = csv_rows(f, ReadStats(), start=1)
+        header = [h.strip() for h in next(rows, (1, []))[1]]
+        for _, row in rows:
+            if len(row) == len(header):
+                yield {k: v.strip() for k, v in zip(header, row, strict=True)}
 
 
 def alert_types(directory: Path) -> dict[str, str]:
@@ -161,9 +166,8 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
     types = alert_types(tx.parent)
     clock = StepClock(start_ms, 86_400.0)
     with open(tx, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        stats.lines += 1
+        rows = csv_rows(f, stats, start=1)
+        header = [h.strip() for h in next(rows, (1, []))[1]]
         names = {name: i for i, name in enumerate(header)}
         col: dict[str, int] = {}
         for ours, theirs in ALIASES.items():
@@ -177,8 +181,7 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
                 f"{tx}: not an AMLSim transaction export (no {', '.join(missing)})"
             )
         need = max(col.values()) + 1
-        for lineno, row in enumerate(reader, start=2):
-            stats.lines += 1
+        for lineno, row in rows:
             if not row:
                 continue
             if len(row) < need:
@@ -188,6 +191,8 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
                 sender, receiver = row[col["sender"]].strip(), row[col["receiver"]].strip()
                 if not sender or not receiver:
                     raise BadLine("account: empty sender or receiver")
+                if not (sender.isprintable() and receiver.isprintable()):
+                    raise BadLine("account: control characters in an account id")
                 ev = {
                     "event_id": f"amlsim-{row[col['id']].strip() or lineno}"
                     if "id" in col else f"amlsim-{lineno}",
@@ -197,7 +202,7 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
                     "amount": to_float(row[col["amount"]], "amount"),
                     "currency": CURRENCY,
                     "country": COUNTRY,
-                    "tx_type": (row[col["type"]].strip() if "type" in col else "")[:32]
+                    "tx_type": clean(row[col["type"]].strip() if "type" in col else "", 32)
                     or "TRANSFER",
                 }
                 for name in ("balance_before", "balance_after"):

@@ -10,7 +10,6 @@ Some files add ``srcUdata,dstUdata``; columns are found by name. The mapping is 
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,6 +24,8 @@ from watchfloor.evaluation.formats.base import (
     Label,
     Labelled,
     ReadStats,
+    clean,
+    csv_rows,
     epoch_ms,
     to_float,
     to_int,
@@ -77,7 +78,7 @@ def label_of(text: str) -> Label:
     >>> label_of("flow=From-Normal-V42-Grill").kind
     'benign'
     """
-    t = text.strip()
+    t = clean(text.strip(), 128)
     if not t:
         return UNLABELLED_LABEL
     body = t.split("=", 1)[1] if t.lower().startswith("flow=") else t
@@ -145,8 +146,7 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
         need = max(col[c] for c in REQUIRED) + 1
         get = col.get
         stem = "argus"
-        for lineno, row in enumerate(csv.reader(f, delimiter=sep), start=2):
-            stats.lines += 1
+        for lineno, row in csv_rows(f, stats, sep):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) < need:
@@ -174,17 +174,14 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                     ev["packets"] = to_int(row[col["TotPkts"]], "TotPkts")
                 if state:
                     ev["conn_state"] = conn_state(proto, state)
-                    ev["argus_state"] = state[:32]
+                    ev["argus_state"] = clean(state, 32)
                 if get("Dir") is not None and row[col["Dir"]].strip():
-                    ev["direction"] = row[col["Dir"]].strip()[:8]
+                    ev["direction"] = clean(row[col["Dir"]].strip(), 8)
                 label = label_of(row[col["Label"]]) if get("Label") is not None and len(
                     row
                 ) > col["Label"] else UNLABELLED_LABEL
             except BadLine as exc:
                 stats.skip(lineno, str(exc))
-                continue
-            except csv.Error as exc:  # pragma: no cover - the csv module is lenient
-                stats.skip(lineno, f"csv: {exc}")
                 continue
             stats.events += 1
             yield Labelled("network", ev, label)

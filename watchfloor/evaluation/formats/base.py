@@ -9,6 +9,7 @@ A file that is not in the format at all (no recognisable header) raises
 
 from __future__ import annotations
 
+import csv
 import heapq
 import ipaddress
 import itertools
@@ -99,11 +100,57 @@ class ReadStats:
         }
 
 
+#: Longest line a reader accepts; longer ones are skipped (and not held in memory).
+MAX_LINE = 65_536
+
+
+def numbered_lines(f: Any, stats: ReadStats, start: int = 2) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a text file, counting lines in ``stats``; a line longer
+    than ``MAX_LINE`` is skipped in chunks (never read whole) and counted."""
+    lineno = start - 1
+    while True:
+        text = f.readline(MAX_LINE + 1)
+        if not text:
+            return
+        lineno += 1
+        stats.lines += 1
+        if len(text) > MAX_LINE and not text.endswith("\n"):
+            while (more := f.readline(MAX_LINE + 1)) and not more.endswith("\n"):
+                pass
+            stats.skip(lineno, f"too_long: more than {MAX_LINE} characters")
+            continue
+        yield lineno, text
+
+
+def csv_rows(f: Any, stats: ReadStats, delimiter: str = ",",
+             start: int = 2) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a CSV without quoted newlines (every capture format
+    here), one line at a time so that one bad line costs only itself."""
+    for lineno, text in numbered_lines(f, stats, start):
+        try:
+            row = next(csv.reader([text], delimiter=delimiter), [])
+        except csv.Error as exc:
+            stats.skip(lineno, f"csv: {exc}")
+            continue
+        yield lineno, row
+
+
 class BadLine(ValueError):
     """Raised inside a reader's line parser; the reader counts the line and goes on."""
 
 
 # -- field parsers ------------------------------------------------------------------------
+def clean(text: str, limit: int = 64) -> str:
+    """A short printable string: a capture is input too, and its free-text fields end up
+    on operators' screens (control characters and escapes are dropped).
+
+    >>> clean("ssl\x1b[31m", 8)
+    'ssl[31m'
+    """
+    t = text[:limit]
+    return t if t.isprintable() else "".join(ch for ch in t if ch.isprintable())
+
+
 def to_int(text: str, name: str) -> int:
     """A non-negative integer; ``-``, empty and ``(empty)`` are 0 (Zeek's unset)."""
     t = text.strip()

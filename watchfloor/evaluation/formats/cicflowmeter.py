@@ -12,7 +12,6 @@ refused with a one-line error. The mapping is in ``docs/formats.md``.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,8 @@ from watchfloor.evaluation.formats.base import (
     Label,
     Labelled,
     ReadStats,
+    clean,
+    csv_rows,
     epoch_ms,
     to_float,
     to_int,
@@ -121,7 +122,7 @@ def label_of(text: str) -> Label:
     >>> label_of("BENIGN").kind, label_of("Benign").kind
     ('benign', 'benign')
     """
-    t = text.strip()
+    t = clean(text.strip(), 128)
     low = t.lower()
     if not t or low in ("-", "nan"):
         return UNLABELLED_LABEL
@@ -133,9 +134,8 @@ def label_of(text: str) -> Label:
 def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
     """Flows of a CICFlowMeter CSV in file order."""
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
-        stats.lines += 1
+        rows = csv_rows(f, stats, start=1)
+        header = [h.strip().lstrip("\ufeff") for h in next(rows, (1, []))[1]]
         names = {name: i for i, name in enumerate(header)}
         col: dict[str, int] = {}
         for ours, theirs in ALIASES.items():
@@ -153,8 +153,7 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                 )
             raise FormatError(f"{path}: not a CICFlowMeter CSV (no {', '.join(missing)})")
         need = max(col.values()) + 1
-        for lineno, row in enumerate(reader, start=2):
-            stats.lines += 1
+        for lineno, row in rows:
             if not any(c.strip() for c in row):
                 stats.skip(lineno, "empty_row: no values")
                 continue

@@ -13,7 +13,6 @@ is not passed on. The mapping is in ``docs/formats.md``.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from watchfloor.evaluation.formats.base import (
     Labelled,
     ReadStats,
     StepClock,
+    clean,
+    csv_rows,
     to_float,
     to_int,
 )
@@ -51,9 +52,8 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
     """Transactions of a PaySim CSV in file order."""
     clock = StepClock(start_ms, 3600.0)
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        stats.lines += 1
+        rows = csv_rows(f, stats, start=1)
+        header = [h.strip() for h in next(rows, (1, []))[1]]
         col = {name: i for i, name in enumerate(header)}
         missing = [c for c in REQUIRED if c not in col]
         if missing:
@@ -65,8 +65,7 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
             "oldbalanceDest": "counterparty_balance_before",
             "newbalanceDest": "counterparty_balance_after",
         }
-        for lineno, row in enumerate(reader, start=2):
-            stats.lines += 1
+        for lineno, row in rows:
             if not row:
                 continue
             if len(row) < need:
@@ -81,7 +80,7 @@ def read(path: Path, stats: ReadStats, start_ms: int = DEFAULT_START_MS) -> Iter
                     "amount": to_float(row[col["amount"]], "amount"),
                     "currency": CURRENCY,
                     "country": COUNTRY,
-                    "tx_type": row[col["type"]].strip()[:32] or "UNKNOWN",
+                    "tx_type": clean(row[col["type"]].strip(), 32) or "UNKNOWN",
                     "channel": "mobile",
                 }
                 for src, dst in opt.items():

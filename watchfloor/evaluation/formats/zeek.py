@@ -26,6 +26,7 @@ from watchfloor.evaluation.formats.base import (
     Label,
     Labelled,
     ReadStats,
+    clean,
     epoch_ms,
     to_float,
     to_int,
@@ -62,7 +63,7 @@ def label_of(label: str, detailed: str = "") -> Label:
     """
     low = label.strip().lower()
     det = detailed.strip()
-    text = label.strip() + (f" {det}" if det and det != "-" else "")
+    text = clean(label.strip() + (f" {det}" if det and det != "-" else ""), 128)
     if low.startswith("malicious"):
         dl = det.lower()
         threat = next((t for key, t in _DETAILED if key in dl), "botnet")
@@ -117,7 +118,7 @@ def to_event(rec: dict[str, Any], event_id: str) -> tuple[dict[str, Any], Label]
                      ("history", "history"), ("uid", "uid")):
         v = rec.get(src)
         if not _unset(v):
-            ev[dst] = _s(v)[:64]
+            ev[dst] = clean(_s(v))
     label = rec.get("label")
     if label is None:
         return ev, UNLABELLED_LABEL
@@ -173,7 +174,8 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                 if key == "#separator":
                     sep = value.strip().encode().decode("unicode_escape") or "\t"
                 elif key == "#fields":
-                    fields = value.split(sep)
+                    # IoT-23 writes "tunnel_parents   label   detailed-label" here too.
+                    fields = [name for f in value.split(sep) for name in f.split()]
                 elif key == "#unset_field":
                     unset = value
                 elif key == "#empty_field":

@@ -118,17 +118,18 @@ def write_amlsim(directory: Path, seed: int = 5, scale: float = 1.0, days: int =
     alerts: list[tuple[int, str]] = []
     sar_accounts: set[str] = set()
     pool = accounts[40:]
+    lo, hi = days // 6, max(days // 6 + 1, days - days // 6 - 7)
     for k in range(3):  # fan-in: many senders into one beneficiary within days
         aid = k + 1
         bene = r.choice(pool)
         senders = r.sample([a for a in pool if a != bene], r.randint(8, 14))
-        start = r.randrange(30, days - 30)
+        start = r.randrange(lo, hi)
         for s in senders:
             txs.append((start + r.randint(0, 6), s, bene, r.uniform(2000, 9500), 1, aid))
         sar_accounts.update([*senders, bene])
         alerts.append((aid, "fan_in"))
     ring = r.sample(pool, 5)  # cycle: money returns to its origin through four hops
-    start, amt = r.randrange(30, days - 30), r.uniform(20000, 40000)
+    start, amt = r.randrange(lo, hi), r.uniform(20000, 40000)
     for i, a in enumerate(ring):
         txs.append((start + i, a, ring[(i + 1) % len(ring)], amt * (0.98 ** i), 1, 4))
     sar_accounts.update(ring)

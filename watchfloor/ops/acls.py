@@ -278,17 +278,14 @@ def apply_acls(
 
     ``security``: the admin's client kwargs (``watchfloor.kafka.security.client_kwargs``);
     the admin must be a super user (or hold ALTER on the cluster)."""
-    from kafka.admin import KafkaAdminClient, UserScramCredentialUpsertion
+    from kafka.admin import UserScramCredentialUpsertion
+
+    from watchfloor.kafka.clients import Connection, kafka_python_admin
 
     want_by_principal = derive_grants(config, app_id)
     want = set().union(*want_by_principal.values())
     report = AclReport()
-    admin_kwargs = {k: v for k, v in security.items() if k != "ssl_context"}
-    if "ssl_context" in security:
-        admin_kwargs["ssl_context"] = security["ssl_context"]
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), client_id="watchfloor-acl", **admin_kwargs
-    )
+    admin = kafka_python_admin(Connection(bootstrap, security), client_id="watchfloor-acl")
     try:
         have, _other = current_grants(admin)
         report.added = sorted(want - have)

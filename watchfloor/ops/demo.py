@@ -39,6 +39,7 @@ def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bo
 
 
 def run(args: argparse.Namespace) -> int:
+    from watchfloor.kafka.security import client_kwargs
     from watchfloor.ops.cli import _tail
     from watchfloor.ops.kafka_local import LocalKafka
     from watchfloor.streams.topics import apply_topics
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         started_broker = None if "already running" in line else local
         settings = Settings(**{**settings.__dict__, "broker": f"kafka://{local.bootstrap}"})
     config = load_config(settings.topics_file)
-    for line in asyncio.run(apply_topics(config, settings.bootstrap_servers)).lines():
+    # With the settings' security (a WATCHFLOOR_BROKER may be a secured one).
+    for line in asyncio.run(apply_topics(config, settings)).lines():
         print(line)
     env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker)
     children: list[subprocess.Popen] = []
@@ -102,7 +104,17 @@ def run(args: argparse.Namespace) -> int:
             f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n",
             flush=True,
         )
-        asyncio.run(_tail(settings.bootstrap_servers, agency.topic, False, False, None, None))
+        asyncio.run(
+            _tail(
+                settings.bootstrap_servers,
+                agency.topic,
+                False,
+                False,
+                None,
+                None,
+                client_kwargs(settings),
+            )
+        )
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:

@@ -451,10 +451,10 @@ def broker_answers(bootstrap: str, timeout: float = 5.0, **security: Any) -> boo
     aiokafka authentication kwargs, e.g. from ``watchfloor.kafka.security``)."""
 
     async def probe() -> bool:
-        from aiokafka.admin import AIOKafkaAdminClient
+        from watchfloor.kafka import clients
 
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security
+        admin = clients.admin(
+            clients.Connection(bootstrap, security), request_timeout_ms=int(timeout * 1000)
         )
         try:
             await asyncio.wait_for(admin.start(), timeout)

@@ -18,12 +18,10 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
 from watchfloor.core.decoding import InvalidEvent
-from watchfloor.kafka.clients import assigned_consumer
-from watchfloor.kafka.security import client_kwargs
+from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.streams.pipeline import deadletter
 from watchfloor.streams.runtime import Runtime
 
@@ -232,19 +230,13 @@ class StateKeeper:
 
     async def committed(self) -> dict[tuple[str, int], int]:
         """The consumer group's committed offsets (what Faust will resume from)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.rt.settings.bootstrap_servers)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(self.rt.settings.app_id)
-        finally:
-            await admin.close()
-        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
+        # With the worker's security settings: without them a restart on a secured
+        # broker crash-looped ('Unable to bootstrap', issue 9.1).
+        return await committed_offsets(self.rt.settings, self.rt.settings.app_id)
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[bytes | None]:
         """Values of ``topic[partition]`` from offset ``start`` up to ``end`` (exclusive)."""
-        consumer = await assigned_consumer(
-            self.rt.settings.bootstrap_servers, topic, from_beginning=True
-        )
+        consumer = await assigned_consumer(self.rt.settings, topic, from_beginning=True)
         values: list[bytes | None] = []
         if consumer is None:
             return values
@@ -261,12 +253,7 @@ class StateKeeper:
 
     async def load(self, wanted: set[str]) -> dict[str, Any]:
         """Read the checkpoint topic to its end; newest verified state per wanted name."""
-        consumer = await assigned_consumer(
-            self.rt.settings.bootstrap_servers,
-            self.topic,
-            from_beginning=True,
-            security=client_kwargs(self.rt.settings),
-        )
+        consumer = await assigned_consumer(self.rt.settings, self.topic, from_beginning=True)
         if consumer is None:
             return {}
         records: list[tuple[bytes, bytes | None]] = []

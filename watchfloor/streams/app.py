@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from watchfloor.kafka.security import broker_credentials
+from watchfloor.kafka.clients import faust_credentials
 from watchfloor.streams import agents
 from watchfloor.streams.runtime import Runtime
 
@@ -14,7 +14,7 @@ def create_app(rt: Runtime) -> faust.App:
     app = faust.App(
         s.app_id,
         broker=s.broker,
-        broker_credentials=broker_credentials(s),
+        broker_credentials=faust_credentials(s),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",

@@ -16,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from watchfloor.config import Config, TopicSpec
+from watchfloor.kafka import clients
+from watchfloor.settings import Settings
 
 
 @dataclass
@@ -65,15 +67,13 @@ async def describe(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[s
 
 async def apply_topics(
     config: Config,
-    bootstrap: str,
+    bootstrap: str | Settings | clients.Connection,
     replication: int = 1,
     security: Mapping[str, Any] | None = None,
 ) -> ApplyReport:
     report = ApplyReport()
     specs = list(config.topics)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=30000, **(security or {})
-    )
+    admin = clients.admin(clients.resolve(bootstrap, security), request_timeout_ms=30000)
     await admin.start()
     try:
         current = await describe(admin, specs)

@@ -36,6 +36,7 @@ TOPIC_ROLES = frozenset(
         "audit",
         "checkpoints",
         "published",
+        "anchors",
     }
 )
 

@@ -8,8 +8,14 @@ time. ``--json`` prints the audit records as stored, one per line.
 
 ``watchfloor audit verify [--json]`` reads the whole topic and checks every hash chain
 with :func:`watchfloor.alerts.audit.verify`: altered, missing and reordered records are
-reported per chain with their partition and offset. Exit code 0: intact; 1: problems;
-2: the topic does not exist.
+reported per chain with their partition and offset. It then reads the signed chain heads
+of ``audit.anchors`` (readable by oversight only) and checks the chains against them
+with :func:`watchfloor.alerts.anchors.check`: truncated tails, records appended after a
+chain's newest anchor, foreign chains and forged anchors. The audit key is
+``WATCHFLOOR_AUDIT_KEY`` (hex) or derived from the worker's secret
+(``WATCHFLOOR_PSEUDONYM_KEY`` or the key file in the state dir). ``--no-anchors`` skips
+that part and says so. Exit code 0: intact; 1: problems; 2: the topic does not exist or
+no audit key.
 
 The reading and formatting functions are plain Python and are tested without a broker.
 """
@@ -28,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from watchfloor.alerts.anchors import DEFAULT_GRACE_SECONDS, audit_key, check
 from watchfloor.alerts.audit import verify
 
 # Records whose Kafka timestamp is this much older than --since are still read: the
@@ -134,7 +141,12 @@ def format_delivery(record: dict[str, Any]) -> str:
 
 
 def verify_report(
-    entries: Sequence[Entry], whole_topic: bool = True
+    entries: Sequence[Entry],
+    whole_topic: bool = True,
+    anchors: Sequence[Any] | None = None,
+    key: bytes | None = None,
+    now: float | None = None,
+    grace: float = DEFAULT_GRACE_SECONDS,
 ) -> tuple[list[str], list[dict[str, Any]], bool]:
     """Check the chains of ``entries`` (in topic order); return (lines, problems, ok).
 
@@ -146,6 +158,11 @@ def verify_report(
     head, which :func:`~watchfloor.alerts.audit.verify` alone accepts (it also checks
     chains read from the middle).
 
+    ``anchors`` (the decoded anchor topic) with ``key``: also check the chains against
+    their signed heads (:func:`watchfloor.alerts.anchors.check`); problems ``truncated``,
+    ``unanchored``, ``foreign`` and ``forged anchor``, and notes (lines ``note:``) that
+    do not fail verification.
+
     >>> from watchfloor.alerts.audit import AuditChain
     >>> c = AuditChain("w0")
     >>> recs = [c.append(alert_id=f"wf-{i}", version=1, agency="cert", agreement="C-1",
@@ -153,11 +170,13 @@ def verify_report(
     >>> lines, problems, ok = verify_report([Entry(0, i, r) for i, r in enumerate(recs)])
     >>> print("\\n".join(lines))
     chain w0: 3 records, seq 0..2: intact
+    anchors not checked: truncated tails and appended records go unseen
     OK: 3 records in 1 chain, no problems
     >>> lines, problems, ok = verify_report([Entry(0, 0, recs[0]), Entry(0, 2, recs[2])])
     >>> print("\\n".join(lines))
     chain w0: 2 records, seq 0..2: 1 problem
       partition 0 offset 2: missing seq 1..1 before seq 2 in chain 'w0'
+    anchors not checked: truncated tails and appended records go unseen
     FAILED: 1 problem in 1 of 1 chain
     >>> print(verify_report([Entry(0, 1, recs[1]), Entry(0, 2, recs[2])])[0][1])
       partition 0 offset 1: missing seq 0..0 at the start of chain 'w0'
@@ -192,6 +211,20 @@ def verify_report(
                 "problem": m.group(2),
             }
         )
+    notes: list[dict[str, Any]] = []
+    if anchors is not None and key is not None:
+        at = time.time() if now is None else now
+        for f in check([e.record for e in readable], anchors, key, at, grace):
+            e = readable[f.position] if f.position is not None else None
+            (notes if f.note else problems).append(
+                {
+                    "chain": f.chain,
+                    "partition": None if e is None else e.partition,
+                    "offset": None if e is None else e.offset,
+                    "seq": f.seq,
+                    "problem": f.problem,
+                }
+            )
     chains: dict[Any, list[Any]] = {}
     for e in readable:
         rec = e.record or {}
@@ -212,22 +245,26 @@ def verify_report(
     problems.sort(key=lambda p: (p["partition"] is None, p["partition"] or 0, p["offset"] or 0))
     for p in problems:
         by_chain.setdefault(p["chain"], []).append(p)
+    notes_by_chain: dict[Any, list[dict[str, Any]]] = {}
+    for n in notes:
+        notes_by_chain.setdefault(n["chain"], []).append(n)
     lines = []
-    for chain in sorted(chains, key=str):
-        seqs = [s for s in chains[chain] if type(s) is int]
+    for chain in sorted(set(chains) | {p["chain"] for p in problems if p["chain"]}, key=str):
+        seqs = [s for s in chains.get(chain, []) if type(s) is int]
         span = f"seq {min(seqs)}..{max(seqs)}" if seqs else "no seq"
         found = by_chain.get(chain, [])
         status = "intact" if not found else _plural(len(found), "problem")
-        lines.append(f"chain {chain}: {_plural(len(chains[chain]), 'record')}, {span}: {status}")
-        lines += [
-            f"  partition {p['partition']} offset {p['offset']}: {p['problem']}" for p in found
-        ]
+        n_recs = _plural(len(chains.get(chain, [])), "record")
+        lines.append(f"chain {chain}: {n_recs}, {span}: {status}")
+        lines += [f"  {_where(p)}{p['problem']}" for p in found]
+        lines += [f"  note: {_where(n)}{n['problem']}" for n in notes_by_chain.get(chain, [])]
     if None not in chains and by_chain.get(None):  # unreadable messages belong to no chain
         lines.append(f"unreadable: {_plural(len(by_chain[None]), 'message')}")
-        lines += [
-            f"  partition {p['partition']} offset {p['offset']}: {p['problem']}"
-            for p in by_chain[None]
-        ]
+        lines += [f"  {_where(p)}{p['problem']}" for p in by_chain[None]]
+    if anchors is None:
+        lines.append("anchors not checked: truncated tails and appended records go unseen")
+    else:
+        lines.append(f"anchors: {_plural(len(anchors), 'anchor')} checked")
     ok = not problems
     n_chains = _plural(len(chains), "chain")
     if ok:
@@ -236,6 +273,12 @@ def verify_report(
         bad = len({p["chain"] for p in problems})
         lines.append(f"FAILED: {_plural(len(problems), 'problem')} in {bad} of {n_chains}")
     return lines, problems, ok
+
+
+def _where(p: dict[str, Any]) -> str:
+    if p["partition"] is None:
+        return ""
+    return f"partition {p['partition']} offset {p['offset']}: "
 
 
 def _plural(n: int, word: str) -> str:
@@ -321,17 +364,45 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings, cfg = _settings_and_config(args)
     topic = cfg.topic("audit").name
     if args.action == "verify":
-        entries = asyncio.run(
-            read_audit(settings.bootstrap_servers, topic, security=_security(settings))
-        )
+        anchors_topic = next((t.name for t in cfg.topics if t.role == "anchors"), None)
+        key = None
+        if not args.no_anchors:
+            if anchors_topic is None:
+                print(
+                    f"error: {cfg.source} has no topic with role anchors: tails cannot be "
+                    "checked (add audit.anchors, or pass --no-anchors)",
+                    file=sys.stderr,
+                )
+                return 2
+            key = audit_key(settings)
+            if key is None:
+                print(
+                    "error: no audit key: set WATCHFLOOR_AUDIT_KEY (hex) or "
+                    "WATCHFLOOR_PSEUDONYM_KEY as the worker has it (or pass --no-anchors)",
+                    file=sys.stderr,
+                )
+                return 2
+        security = _security(settings)
+        entries = asyncio.run(read_audit(settings.bootstrap_servers, topic, security=security))
         if entries is None:
             print(f"error: topic {topic!r} does not exist", file=sys.stderr)
             return 2
-        lines, problems, ok = verify_report(entries)
+        anchors = None
+        if key is not None and anchors_topic is not None:
+            # Read after the records: every anchor of a record read is then read too.
+            found = asyncio.run(
+                read_audit(settings.bootstrap_servers, anchors_topic, security=security)
+            )
+            if found is None:
+                print(f"error: topic {anchors_topic!r} does not exist", file=sys.stderr)
+                return 2
+            anchors = [e.record for e in found]
+        lines, problems, ok = verify_report(entries, anchors=anchors, key=key, grace=args.grace)
         if args.json:
             print(
                 orjson.dumps(
-                    {"topic": topic, "records": len(entries), "ok": ok, "problems": problems}
+                    {"topic": topic, "records": len(entries), "ok": ok, "problems": problems,
+                     "anchors": None if anchors is None else len(anchors)}
                 ).decode()
             )
         else:
@@ -394,6 +465,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="30m, 24h, 7d or an RFC 3339 time (list; default 24h)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--no-anchors",
+        action="store_true",
+        help="verify: skip the check against audit.anchors (tails and foreign chains unseen)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        help=f"verify: seconds a new record may await its anchor (default "
+        f"{DEFAULT_GRACE_SECONDS:g})",
+    )
     p.set_defaults(func=cmd_audit)
     return p
 

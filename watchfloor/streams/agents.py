@@ -20,6 +20,7 @@ import orjson
 from aiokafka import TopicPartition
 from faust.types import TP
 
+from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
 from watchfloor.core.decoding import InvalidEvent
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.streams.pipeline import deadletter
@@ -333,6 +334,12 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     deadletter_topic = rt.config.topic("deadletter").name
     batch_seconds = metrics.batch_seconds.labels("alerts")
     size, within = rt.settings.batch_size, rt.settings.batch_within
+    # Signed heads of the audit chains, published once the records they vouch for are
+    # acknowledged (so an anchor never points past what the topic holds).
+    anchors_topic = next((t.name for t in rt.config.topics if t.role == "anchors"), None)
+    # WATCHFLOOR_AUDIT_KEY if set (so oversight can verify without the worker's secret),
+    # else derived from the worker's secret; `watchfloor audit verify` does the same.
+    anchorer = Anchorer(audit_key(rt.settings) or anchor_key(rt.key))
 
     async def correlate(stream: faust.StreamT) -> None:
         # Correlator counters are cumulative per stage; metrics get the increments.
@@ -366,6 +373,12 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                         metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
                     elif o.kind == "audit":
                         metrics.audit_records.inc()
+                if anchors_topic is not None and any(o.kind == "audit" for o in outgoing):
+                    heads = anchorer.heads((s.audit for s in rt.stages.values()), acked)
+                    await publish(
+                        app,
+                        [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
+                    )
             for partition in touched:
                 counters = rt.stages[partition].correlator.counters
                 before = seen.setdefault(partition, {})

@@ -21,6 +21,7 @@ from watchfloor.core.alert_schema import (
     FIELD_POLICIES,
     QUALIFIERS,
     SEVERITIES,
+    TLP_LEVELS,
     split_qualified,
 )
 from watchfloor.core.events import DOMAINS, ENTITY_FIELDS
@@ -82,6 +83,9 @@ class Agreement:
     name: str
     # dotted alert path -> "full" | "pseudonymize" | "redact"
     fields: Mapping[str, str]
+    # TLP 2.0 level of everything shared under it (STIX/TAXII markings); required in
+    # topics.yaml: sharing without a handling marking is a configuration error.
+    tlp: str = ""
 
 
 @dataclass(frozen=True)
@@ -325,7 +329,14 @@ def _parse_agreement(raw: Any, where: str) -> Agreement:
                 f"{where}.fields.{path}", f"policy {policy!r} not in {sorted(FIELD_POLICIES)}"
             )
         fields[path] = policy
-    return Agreement(name=name, fields=MappingProxyType(fields))
+    tlp = raw.get("tlp")
+    if tlp not in TLP_LEVELS:
+        raise _fail(
+            f"{where}.tlp",
+            f"{'missing' if tlp is None else repr(tlp) + ' is not'} a TLP 2.0 level "
+            f"(the marking partners apply); valid: {', '.join(TLP_LEVELS)}",
+        )
+    return Agreement(name=name, fields=MappingProxyType(fields), tlp=str(tlp))
 
 
 def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec, ...]:

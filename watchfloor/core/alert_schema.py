@@ -10,6 +10,10 @@ from __future__ import annotations
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
+# Traffic Light Protocol 2.0 levels an agreement marks what it shares with (FIRST TLP 2.0;
+# STIX/TAXII carry them as the OASIS TLP 2.0 marking definitions).
+TLP_LEVELS: tuple[str, ...] = ("clear", "green", "amber", "amber+strict", "red")
+
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
     {"alert_id", "version", "created_at", "updated_at", "agency", "agreement", "kind"}
 )

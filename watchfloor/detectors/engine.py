@@ -6,6 +6,7 @@ detection dicts ready to publish on the internal detections topic, keyed by enti
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,20 @@ from watchfloor.detectors.base import Detector
 from watchfloor.detectors.registry import Registered, build, discover
 
 _NONE: tuple[dict[str, Any], ...] = ()
+# A detector's reason goes into every alert version of its incident; a reason quoting a
+# hostile field must not grow alerts past the broker's message limit.
+MAX_REASON = 1000
+
+
+def cap_text(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how much was cut.
+
+    >>> cap_text("x" * 1005)[-11:]
+    'x…(+5 more)'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(+{len(text) - limit} more)"
 
 
 @dataclass
@@ -33,6 +48,12 @@ class DomainEngine:
 
     A detector that raises is reported through ``on_error(name)`` and skipped for that
     event; the other detectors still see it.
+
+    Event time is trusted only as far as the broker's clock allows: the engine's
+    ``watermark`` is the latest event time seen, each clamped to its arrival time plus
+    ``max_future_seconds``, so one outlier cannot push it far. An event older than the
+    watermark by more than ``max_lateness_seconds`` is scored but not learnt: a sensor
+    replaying a date from 2000 cannot move the detectors' clocks or windows.
     """
 
     def __init__(
@@ -41,9 +62,16 @@ class DomainEngine:
         slots: Sequence[Slot],
         on_error: Callable[[str, BaseException], None] | None = None,
         on_detection: Callable[[str], None] | None = None,
+        *,
+        max_future_seconds: float = 300.0,
+        max_lateness_seconds: float = float("inf"),
     ) -> None:
         self.domain = domain
         self.slots = tuple(slots)
+        self.max_future = float(max_future_seconds)
+        self.max_lateness = float(max_lateness_seconds)
+        self.watermark = float("-inf")
+        self.late = 0  # events scored but not learnt because they were too late
         self._on_error = on_error or (lambda name, exc: None)
         self._on_detection = on_detection or (lambda name: None)
         self._links = tuple(LINK_FIELDS.get(domain, {}).items())
@@ -68,8 +96,22 @@ class DomainEngine:
                 restored.append(slot.name)
         return restored
 
-    def learn(self, event: Mapping[str, Any]) -> None:
+    def _is_late(self, event: Mapping[str, Any], arrival: float) -> bool:
+        """Advance the watermark with ``event``; True if the event is too late to learn."""
+        t = event["_ts"]
+        clock = t if arrival <= 0 else min(t, arrival + self.max_future)
+        if clock > self.watermark:
+            self.watermark = clock
+            return False
+        if t < self.watermark - self.max_lateness:
+            self.late += 1
+            return True
+        return False
+
+    def learn(self, event: Mapping[str, Any], arrival: float = 0.0) -> None:
         """Learn one event without scoring it (state replay after a restore)."""
+        if self._is_late(event, arrival):
+            return
         for slot in self.slots:
             try:
                 slot.detector.learn_one(event)
@@ -80,11 +122,13 @@ class DomainEngine:
         """Score then learn one event; return its detections (usually none)."""
         # Most events detect nothing: they share one empty tuple instead of a new list.
         found: list[dict[str, Any]] | None = None
+        learn = not self._is_late(event, arrival)
         for slot in self.slots:
             det = slot.detector
             try:
                 verdict = det.score_one(event)
-                det.learn_one(event)
+                if learn:
+                    det.learn_one(event)
             except Exception as exc:  # a faulty detector must not stop the others
                 self._on_error(slot.name, exc)
                 continue
@@ -104,7 +148,8 @@ class DomainEngine:
         links = [
             {"type": etype, "id": str(event[f]), "via": f}
             for f, etype in self._links
-            if event.get(f) not in (None, "")
+            # The field the detection is keyed by is its entity, not a link of it.
+            if f != slot.entity_field and event.get(f) not in (None, "")
         ]
         return {
             "detector": slot.name,
@@ -113,7 +158,7 @@ class DomainEngine:
             "event_id": event["event_id"],
             "score": round(float(verdict.score), 6),
             "raw": float(verdict.raw),
-            "reason": verdict.reason,
+            "reason": cap_text(str(verdict.reason)),
             "ts": event["ts"],
             "event_time": event["_ts"],
             "arrival": arrival,
@@ -121,6 +166,19 @@ class DomainEngine:
             "links": links,
             "jurisdiction": event.get(self._jurisdiction),
         }
+
+
+def _with_site(
+    params: dict[str, Any], entry: Registered | None, config: Config
+) -> dict[str, Any]:
+    """``params`` plus the site's internal ranges (``site.internal`` in topics.yaml) for a
+    detector taking ``internal_networks``, unless its own params set them."""
+    site = config.site.internal
+    if site is None or entry is None or "internal_networks" in params:
+        return params
+    if "internal_networks" in inspect.signature(entry.cls.__init__).parameters:
+        params["internal_networks"] = tuple(site)
+    return params
 
 
 def build_engine(
@@ -133,10 +191,18 @@ def build_engine(
     """A fresh engine for one domain as ``topics.yaml`` configures it."""
     slots = []
     for spec in config.detectors_for(domain):
-        det = build(spec.name, domain, dict(spec.params), dict(registry))
+        params = _with_site(dict(spec.params), registry.get(spec.name), config)
+        det = build(spec.name, domain, params, dict(registry))
         etype, efield = det.entity
         slots.append(Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name))
-    return DomainEngine(domain, slots, on_error, on_detection)
+    return DomainEngine(
+        domain,
+        slots,
+        on_error,
+        on_detection,
+        max_future_seconds=config.time.max_future_seconds,
+        max_lateness_seconds=config.time.max_lateness_seconds,
+    )
 
 
 def build_engines(

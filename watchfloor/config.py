@@ -7,6 +7,9 @@ the file (``agencies.fiu.agreement.fields.entities.idd``) and what is wrong with
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,12 +114,38 @@ class CorrelationSpec:
 
 
 @dataclass(frozen=True)
+class TimeSpec:
+    """How far event time (the sensor's clock) is trusted against the broker's clock."""
+
+    # An event dated further ahead of its broker arrival time than this is refused
+    # (dead-lettered as future_timestamp): a sensor clock a little fast is normal, a 2099
+    # date is an attempt to expire every incident and wipe detector state.
+    max_future_seconds: float = 300.0
+    # An event older than its partition's watermark by more than this is scored but not
+    # learnt, and a detection that old cannot move correlation clocks or take over an
+    # entity's incident.
+    max_lateness_seconds: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """The deployment's own address ranges (``site:`` in topics.yaml)."""
+
+    # CIDRs the site calls internal: network detectors use them to tell which side of a
+    # flow is local and whether a destination is external. None: the detectors' default
+    # (RFC 1918, loopback, link-local, CGNAT, multicast, broadcast; IPv6 equivalents).
+    internal: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     topics: tuple[TopicSpec, ...]
     detectors: tuple[DetectorSpec, ...]
     agencies: tuple[AgencySpec, ...]
     correlation: CorrelationSpec
     source: str = "topics.yaml"
+    time: TimeSpec = field(default_factory=TimeSpec)
+    site: SiteSpec = field(default_factory=SiteSpec)
 
     def topic(self, role: str, domain: str | None = None) -> TopicSpec:
         for t in self.topics:
@@ -154,6 +183,29 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _keys(cls: type, *, without: tuple[str, ...] = ()) -> frozenset[str]:
+    """The keys a section of topics.yaml may have: its dataclass's fields (minus those
+    that come from elsewhere, such as a name given by the parent key). Adding a setting
+    is adding a field; the allow-list follows."""
+    return frozenset(f.name for f in dataclasses.fields(cls)) - set(without)
+
+
+def _known(value: Any, allowed: frozenset[str], where: str) -> Mapping[str, Any]:
+    """``value`` as a mapping whose every key is in ``allowed``.
+
+    A misspelt key is not ignored: ``min_severty: high`` silently left an agency receiving
+    low-severity alerts its agreement excludes. The error names the nearest valid key.
+    """
+    value = _mapping(value, where or "(top level)")
+    for key in value:
+        if key not in allowed:
+            place = f"{where}.{key}" if where else str(key)
+            near = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}?" if near else f"valid: {', '.join(sorted(allowed))}"
+            raise _fail(place, f"unknown key; {hint}")
+    return value
+
+
 def _int(value: Any, where: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(where, f"expected an integer, got {value!r}")
@@ -185,18 +237,7 @@ def _parse_topics(raw: Any) -> tuple[TopicSpec, ...]:
     topics = []
     for name, spec in _mapping(raw, "topics").items():
         where = f"topics.{name}"
-        spec = _mapping(spec, where)
-        unknown = set(spec) - {
-            "partitions",
-            "retention_ms",
-            "cleanup_policy",
-            "role",
-            "domain",
-            "description",
-            "agency",
-        }
-        if unknown:
-            raise _fail(where, f"unknown keys {sorted(unknown)}")
+        spec = _known(spec, _keys(TopicSpec, without=("name",)), where)
         role = spec.get("role")
         if role not in TOPIC_ROLES:
             raise _fail(f"{where}.role", f"{role!r} is not one of {sorted(TOPIC_ROLES)}")
@@ -287,7 +328,7 @@ def _parse_detectors(raw: Any) -> tuple[DetectorSpec, ...]:
             raise _fail(f"detectors.{domain}", "expected a list of detectors")
         for i, spec in enumerate(specs):
             where = f"detectors.{domain}[{i}]"
-            spec = _mapping(spec, where)
+            spec = _known(spec, _keys(DetectorSpec, without=("domain",)), where)
             name = spec.get("name")
             if not isinstance(name, str):
                 raise _fail(f"{where}.name", "a detector needs a name")
@@ -304,7 +345,7 @@ def _parse_detectors(raw: Any) -> tuple[DetectorSpec, ...]:
 
 
 def _parse_agreement(raw: Any, where: str) -> Agreement:
-    raw = _mapping(raw, where)
+    raw = _known(raw, _keys(Agreement), where)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise _fail(f"{where}.name", "an agreement needs a name")
@@ -344,7 +385,7 @@ def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec
     out = []
     for name, spec in _mapping(raw, "agencies").items():
         where = f"agencies.{name}"
-        spec = _mapping(spec, where)
+        spec = _known(spec, _keys(AgencySpec, without=("name",)), where)
         topic = spec.get("topic", f"alerts.{name}")
         if topic not in alert_topics:
             raise _fail(
@@ -375,7 +416,7 @@ def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec
 
 
 def _parse_correlation(raw: Any) -> CorrelationSpec:
-    raw = _mapping(raw or {}, "correlation")
+    raw = _known(raw or {}, _keys(CorrelationSpec), "correlation")
     base = CorrelationSpec()
     return CorrelationSpec(
         window_seconds=_number(
@@ -403,10 +444,44 @@ def _parse_correlation(raw: Any) -> CorrelationSpec:
     )
 
 
+def _parse_time(raw: Any) -> TimeSpec:
+    raw = _known(raw or {}, _keys(TimeSpec), "time")
+    base = TimeSpec()
+    return TimeSpec(
+        max_future_seconds=_number(
+            raw.get("max_future_seconds", base.max_future_seconds),
+            "time.max_future_seconds",
+            0,
+            86400,
+        ),
+        max_lateness_seconds=_number(
+            raw.get("max_lateness_seconds", base.max_lateness_seconds),
+            "time.max_lateness_seconds",
+            1,
+            365 * 86400,
+        ),
+    )
+
+
+def _parse_site(raw: Any) -> SiteSpec:
+    raw = _known(raw or {}, _keys(SiteSpec), "site")
+    internal = raw.get("internal")
+    if internal is None:
+        return SiteSpec()
+    if not isinstance(internal, list) or not internal:
+        raise _fail("site.internal", "expected a non-empty list of CIDRs")
+    for i, cidr in enumerate(internal):
+        try:
+            ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            raise _fail(f"site.internal[{i}]", f"{cidr!r} is not a network (CIDR)") from None
+    return SiteSpec(internal=tuple(str(c) for c in internal))
+
+
 def parse_config(data: Any, source: str = "topics.yaml") -> Config:
     """Validate a parsed YAML document; raise :class:`ConfigError` naming the place."""
     try:
-        data = _mapping(data, "(top level)")
+        data = _known(data, _keys(Config, without=("source",)), "")
         topics = _parse_topics(data.get("topics"))
         agencies = _parse_agencies(data.get("agencies"), topics)
         _check_feedback_topics(topics, agencies)
@@ -416,6 +491,8 @@ def parse_config(data: Any, source: str = "topics.yaml") -> Config:
             agencies=agencies,
             correlation=_parse_correlation(data.get("correlation")),
             source=source,
+            time=_parse_time(data.get("time")),
+            site=_parse_site(data.get("site")),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -442,6 +519,8 @@ __all__ = [
     "ConfigError",
     "CorrelationSpec",
     "DetectorSpec",
+    "SiteSpec",
+    "TimeSpec",
     "TopicSpec",
     "load_config",
     "parse_config",

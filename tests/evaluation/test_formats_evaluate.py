@@ -21,7 +21,7 @@ def flow(eid: str, ts_s: float, src: str, dst: str, label: Label) -> Labelled:
     return Labelled("network", ev, label)
 
 
-def test_background_is_neither_hit_nor_false_alert_and_victims_are_not_false() -> None:
+def test_background_is_neither_hit_nor_false_alert_and_victims_are_found() -> None:
     truth = Truth("network")
     for rec in (
         flow("e1", 100, "10.0.0.1", "10.0.1.1", Label("malicious", "scan")),
@@ -47,8 +47,12 @@ def test_background_is_neither_hit_nor_false_alert_and_victims_are_not_false() -
     assert row.median_delay_s == 30.0  # from the source's first malicious flow
     assert (row.flow_tp, row.flow_fp, row.flows) == (1, 1, 2)  # duplicate counted once
     overall = _row("(all)", ["port_scan", "flood"], None, truth, named, dets, first, 2)
-    assert overall.false_alerts == 1 and overall.sources == 2 and overall.detected == 1
+    assert overall.false_alerts == 1 and overall.sources == 3 and overall.detected == 2
     assert overall.missed == ["10.0.0.5"]
+    # A flood found by naming its victim: the victim counts with the flood's sources.
+    dos = _row("dos", ["flood"], {"dos"}, truth, named, dets, first, 2)
+    assert (dos.sources, dos.detected, dos.tp, dos.fp, dos.false_alerts) == (2, 1, 1, 0, 0)
+    assert dos.median_delay_s == 53.0
 
 
 def test_financial_sources_are_both_accounts_and_fan_in_beneficiaries() -> None:

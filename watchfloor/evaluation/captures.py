@@ -16,7 +16,8 @@ flow, both accounts of a transaction. A source is **malicious** if it is the sou
 least one malicious event (a CTU-13 ``From-Botnet`` flow, an IoT-23 ``Malicious`` one, a
 CIC-IDS attack flow, a PaySim fraud, an AMLSim SAR transaction or alert account), with the
 threat types of those events; a **target** if it is only the destination of flood or
-brute-force flows (an alert naming the victim of a flood is useful, never false);
+brute-force flows (a flood detector names the flooded host: that finds the flood, and is
+never a false alert; targets are counted with the threat's sources);
 **benign** if it has benign events and no malicious one; **unlabelled** otherwise
 (CTU-13 background). Unlabelled sources and targets are neither hits nor false alerts.
 
@@ -74,14 +75,17 @@ THREAT_DETECTORS: dict[str, tuple[str, ...]] = {
     "spam": ("spam",),
     "dos": ("flood", "dos"),
     "exfiltration": ("exfiltration",),
-    "fraud": ("amount_anomaly", "account_takeover", "value_anomaly", "velocity",
-              "first_transaction", "balance_drain", "mule"),
+    "fraud": ("amount_anomaly", "account_drain", "value_anomaly", "velocity",
+              "pass_through"),
     "laundering_fan_in": ("fan_in",),
     "laundering_fan_out": ("fan_out",),
     "laundering_cycle": ("cycle",),
-    "laundering_stack": ("pass_through", "mule"),
+    "laundering_stack": ("pass_through",),
+    "laundering_scatter_gather": ("fan_in", "fan_out", "pass_through"),
+    "laundering_gather_scatter": ("fan_in", "fan_out", "pass_through"),
 }
-#: Threats whose victims are targets (neutral), not false alerts, when an alert names them.
+#: Threats whose victims count as found when an alert names them (a flood detector names
+#: the flooded host); victims are never false alerts.
 VICTIM_THREATS = frozenset({"dos", "brute_force"})
 
 #: Targets of issues 10 and 11 for real captures.
@@ -98,12 +102,12 @@ class Source:
     first_by_threat: dict[str, float] = field(default_factory=dict)
     malicious: int = 0
     benign: int = 0
-    target: bool = False
+    victim_of: set[str] = field(default_factory=set)
 
     def kind(self) -> str:
         if self.threats:
             return MALICIOUS
-        if self.target:
+        if self.victim_of:
             return "target"
         return BENIGN if self.benign else "unlabelled"
 
@@ -145,7 +149,10 @@ class Truth:
                 if t < s.first_by_threat.get(threat, float("inf")):
                     s.first_by_threat[threat] = t
             if threat in VICTIM_THREATS and self.domain == "network":
-                self.sources[str(ev["dst_ip"])].target = True
+                v = self.sources[str(ev["dst_ip"])]
+                v.victim_of.add(threat)
+                if t < v.first_by_threat.get(threat, float("inf")):
+                    v.first_by_threat[threat] = t
             if threat == "laundering_fan_in" and label.group:
                 self.fan_in[label.group][str(ev["counterparty_id"])].add(str(ev["account_id"]))
         elif label.kind == BENIGN:
@@ -359,7 +366,8 @@ def _row(name: str, detectors: list[str], wanted: set[str] | None, truth: Truth,
     srcs = truth.sources
 
     def hit(s: Source) -> bool:
-        return bool(s.threats) and (wanted is None or bool(s.threats & wanted))
+        found = s.threats | s.victim_of
+        return bool(found) and (wanted is None or bool(found & wanted))
 
     targets = [k for k, s in srcs.items() if hit(s)]
     row.sources = len(targets)
@@ -371,11 +379,10 @@ def _row(name: str, detectors: list[str], wanted: set[str] | None, truth: Truth,
         if s is None:
             continue
         kind = s.kind()
-        if kind == MALICIOUS:
-            if hit(s):
-                row.tp += 1
-            else:
-                row.cross += 1
+        if hit(s):
+            row.tp += 1
+        elif kind == MALICIOUS:
+            row.cross += 1
         elif kind == BENIGN:
             row.fp += 1
             if len(row.false_sources) < 20:
@@ -392,9 +399,7 @@ def _row(name: str, detectors: list[str], wanted: set[str] | None, truth: Truth,
     row.false_per_10k = row.false_alerts * 10_000 / benign_events if benign_events else 0.0
     def onset(s: Source) -> float | None:
         # From the first malicious event of the threats this row is about.
-        if wanted is None:
-            return s.first_malicious
-        ts = [s.first_by_threat[x] for x in wanted if x in s.first_by_threat]
+        ts = [t for x, t in s.first_by_threat.items() if wanted is None or x in wanted]
         return min(ts) if ts else s.first_malicious
 
     delays = [first[k] - t for k in targets if k in first

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from watchfloor.core.events import DOMAINS, REQUIRED_FIELDS
+from watchfloor.core.events import DOMAINS, JURISDICTION_FIELDS, LINK_FIELDS, REQUIRED_FIELDS
 
 # Bounds that keep hostile values out of detectors: timestamps in [2000, 2100),
 # sizes and amounts far above anything real but well inside float precision.
@@ -24,6 +24,13 @@ MAX_TS_MS = 4_102_444_800_000
 MAX_STR = 512
 MAX_COUNT = 1 << 53
 MAX_NUM = 1e15
+# Bounds on the extra fields a sensor may add. A value nested hundreds of levels deep or a
+# string of hundreds of kilobytes is valid JSON that orjson accepts, but it made later
+# stages raise (recursion, oversized detections) and lose their whole batch: refuse it here.
+MAX_DEPTH = 16  # levels of nesting below the event object
+MAX_FIELDS = 256  # keys of the event object
+MAX_ITEMS = 4096  # keys and elements of all nested values together
+MAX_TEXT = 8192  # characters of any string (or key) anywhere in the event
 
 INVALID_CODES: tuple[str, ...] = (
     "not_utf8",
@@ -34,6 +41,12 @@ INVALID_CODES: tuple[str, ...] = (
     "bad_value",
     "bad_timestamp",
     "too_large",
+    "too_deep",
+    "too_many_fields",
+    "too_long",
+    "control_character",
+    "future_timestamp",
+    "processing_error",
 )
 
 
@@ -89,6 +102,12 @@ def _check_str(name: str, v: Any) -> None:
         raise InvalidEvent("wrong_type", f"{name!r} must be a string, got {type(v).__name__}")
     if not v or len(v) > MAX_STR:
         raise InvalidEvent("bad_value", f"{name!r} must be 1..{MAX_STR} characters")
+    # Identifiers end up on operators' terminals: C0/C1 controls, DEL, ANSI escapes and bidi
+    # overrides could redraw a screen or reorder what it shows. str.isprintable is False
+    # for all of them (categories Cc, Cf, Zl, Zp, Zs except space) and costs ~50 ns.
+    if not v.isprintable():
+        raise InvalidEvent("control_character", f"{name!r} contains a non-printable character")
+
 
 
 def _check_ip(name: str, v: Any) -> None:
@@ -140,6 +159,65 @@ _PLANS: dict[str, tuple[tuple[str, Callable[[str, Any], None]], ...]] = {
 }
 
 
+# Optional fields that become entity ids (links) or routing labels (jurisdiction) when
+# present: they must be identifiers too, not a nested structure turned into a huge id.
+_OPTIONAL_IDS: dict[str, tuple[str, ...]] = {
+    domain: tuple(
+        f
+        for f in (*LINK_FIELDS.get(domain, {}), JURISDICTION_FIELDS.get(domain, ""))
+        if f and f not in REQUIRED_FIELDS[domain]
+    )
+    for domain in REQUIRED_FIELDS
+}
+
+
+def _check_optional_id(name: str, v: Any) -> None:
+    if v is None or v == "":
+        return  # absent in all but name: the engine ignores empty links
+    _check_str(name, v)
+
+
+def _check_nested(name: str, root: dict[str, Any] | list[Any]) -> None:
+    """Depth, size and string bounds of one nested extra value, without recursion (a
+    recursive walk would itself hit the interpreter's recursion limit)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    items = 0
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidEvent("too_deep", f"{name!r} is nested deeper than {MAX_DEPTH} levels")
+        items += len(value)
+        if items > MAX_ITEMS:
+            raise InvalidEvent("too_many_fields", f"{name!r} holds more than {MAX_ITEMS} items")
+        if type(value) is dict:
+            for k in value:
+                if len(k) > MAX_TEXT:
+                    raise InvalidEvent("too_long", f"a key in {name!r} is over {MAX_TEXT} chars")
+            value = value.values()
+        for x in value:
+            t = type(x)
+            if t is str:
+                if len(x) > MAX_TEXT:
+                    raise InvalidEvent("too_long", f"a string in {name!r} is over {MAX_TEXT} chars")
+            elif t is dict or t is list:
+                stack.append((x, depth + 1))
+
+
+def _check_extras(event: dict[str, Any]) -> None:
+    if len(event) > MAX_FIELDS:
+        raise InvalidEvent("too_many_fields", f"event has {len(event)} fields, limit {MAX_FIELDS}")
+    for k, v in event.items():
+        t = type(v)
+        # Scalars other than strings need no check: only strings and containers can grow.
+        if t is str:
+            if len(v) > MAX_TEXT:
+                raise InvalidEvent("too_long", f"{_short(k)} is over {MAX_TEXT} characters")
+        elif t is dict or t is list:
+            _check_nested(k[:60], v)
+        if len(k) > MAX_TEXT:
+            raise InvalidEvent("too_long", f"a field name is over {MAX_TEXT} characters")
+
+
 def load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Parse one message that must be a JSON object, or raise InvalidEvent saying why."""
     if raw is None:
@@ -183,6 +261,9 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
             event["_ts"] = parse_ts(value)
         else:
             check(name, value)
+    for name in _OPTIONAL_IDS[domain]:
+        _check_optional_id(name, event.get(name))
+    _check_extras(event)
     return event
 
 

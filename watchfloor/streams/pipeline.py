@@ -10,19 +10,55 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from watchfloor.core.deadletter import MAX_EVENT_BYTES, RawRecord, deadletter
 from watchfloor.core.decoding import InvalidEvent, decode
 from watchfloor.detectors.engine import DomainEngine
 from watchfloor.streams.metrics import Metrics
 
+# A detection is published as one Kafka message; the broker refuses messages over 1 MiB
+# by default and a refused publish would fail the whole batch. Detections are small by
+# construction (bounded ids, reasons cut by the engine): one over this is dead-lettered.
+MAX_DETECTION_BYTES = 64 * 1024
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """(reason, detail) for a record whose processing raised: the exception's class only.
+
+    Its message may quote the event (or, from a library, a secret), so it is not kept.
+
+    >>> failure(RecursionError("maximum recursion depth exceeded"))
+    ('processing_error', 'RecursionError')
+    >>> failure(InvalidEvent("too_deep", "'x' is nested deeper than 16 levels"))
+    ('too_deep', "'x' is nested deeper than 16 levels")
+    """
+    if isinstance(exc, InvalidEvent):
+        return exc.code, exc.detail
+    return "processing_error", type(exc).__name__
+
 
 class EventProcessor:
     """Score batches of raw input records, with one engine (and so one set of learnt
-    detector state) per input partition: state moves with its partition on rebalance."""
+    detector state) per input partition: state moves with its partition on rebalance.
 
-    def __init__(self, factory: Callable[[str], DomainEngine], metrics: Metrics) -> None:
+    Every record ends scored or dead-lettered, each on its own: a record whose decoding,
+    scoring or detection raises is dead-lettered (reason and exception class) and the
+    rest of the batch goes on. An event dated more than ``max_future_seconds`` after its
+    broker arrival time is dead-lettered as ``future_timestamp`` (arrival ``<= 0`` means
+    unknown: no check).
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[str], DomainEngine],
+        metrics: Metrics,
+        *,
+        max_future_seconds: float = 300.0,
+    ) -> None:
         self.factory = factory
         self.metrics = metrics
+        self.max_future = float(max_future_seconds)
         self.engines: dict[tuple[str, int], DomainEngine] = {}
         # Engines that learnt something since their last checkpoint.
         self.dirty: set[tuple[str, int]] = set()
@@ -56,6 +92,7 @@ class EventProcessor:
         score = None
         skip = -1
         last = -1
+        max_future = self.max_future
         for value, key, topic, partition, offset, arrival in records:
             n += 1
             if current is None or partition != current[1]:
@@ -71,15 +108,25 @@ class EventProcessor:
                 continue
             try:
                 event = decode(domain, value, MAX_EVENT_BYTES)
-            except InvalidEvent as exc:
-                self.metrics.invalid_counter(domain, exc.code).inc()
+                # The broker stamps arrival (LogAppendTime); a sensor cannot fake it.
+                if arrival > 0 and event["_ts"] > arrival + max_future:
+                    raise InvalidEvent(
+                        "future_timestamp",
+                        f"'ts' is {event['_ts'] - arrival:.0f} s after the broker's arrival "
+                        f"time (limit {max_future:.0f} s)",
+                    )
+                found = score(event, arrival)
+                if found:
+                    for det in found:
+                        if len(orjson.dumps(det)) > MAX_DETECTION_BYTES:
+                            raise InvalidEvent("too_large", "its detection would be too large")
+                    detections.extend(found)
+            except Exception as exc:  # one record's failure must not lose its batch
+                code, detail = failure(exc)
+                self.metrics.invalid_counter(domain, code).inc()
                 deadletters.append(
-                    deadletter(value, topic, partition, offset, exc.code, exc.detail, key=key)
+                    deadletter(value, topic, partition, offset, code, detail, key=key)
                 )
-                continue
-            found = score(event, arrival)
-            if found:
-                detections.extend(found)
         if current is not None:
             next_offset[current] = last + 1
         # One increment per batch: the counter's lock is not taken per event.
@@ -88,16 +135,30 @@ class EventProcessor:
             self.metrics.deadletter_counter(domain).inc(len(deadletters))
         return detections, deadletters
 
-    def learn(self, domain: str, partition: int, values: Iterable[bytes | None]) -> int:
+    def learn(
+        self,
+        domain: str,
+        partition: int,
+        values: Iterable[bytes | None],
+        arrivals: Iterable[float] | None = None,
+    ) -> int:
         """Learn events without scoring or output: rebuilds state for records that the
-        previous owner processed after its last checkpoint. Returns how many it learnt."""
+        previous owner processed after its last checkpoint. Returns how many it learnt.
+
+        ``arrivals`` are the records' broker timestamps (epoch s): with them, records the
+        previous owner refused as ``future_timestamp`` are refused again, not learnt."""
         engine = self.engine(domain, partition)
         learnt = 0
+        max_future = self.max_future
+        times = iter(arrivals) if arrivals is not None else None
         for value in values:
+            arrival = next(times, 0.0) if times is not None else 0.0
             try:
                 event = decode(domain, value, MAX_EVENT_BYTES)
-            except InvalidEvent:
+                if arrival > 0 and event["_ts"] > arrival + max_future:
+                    continue
+                engine.learn(event, arrival)
+            except Exception:
                 continue  # dead-lettered by the previous owner
-            engine.learn(event)
             learnt += 1
         return learnt

@@ -232,3 +232,20 @@ def test_shipped_topology_gives_each_agency_its_own_feedback_topic() -> None:
     }
     worker_reads = {g.resource_name for g in grants["watchfloor-worker"] if g.operation == "READ"}
     assert set(writers) <= worker_reads
+
+
+def test_tracker_state_is_plain_data_and_restores_verdicts_and_weights() -> None:
+    rt = ResponseTracker()
+    for i in range(3):
+        for agency in ("cert", "ctpu"):
+            rt.published(f"wf-{i}", agency, "high", ["x"], T)
+            rt.feedback(fb(f"wf-{i}", agency), now=T)
+    state = rt.to_state()
+    # Only JSON-able data: a data-only checkpoint can carry it.
+    assert orjson.loads(orjson.dumps(state)) == state
+    back = ResponseTracker.from_state(orjson.loads(orjson.dumps(state)))
+    assert back.weight("x", T + 2 * HOUR) == rt.weight("x", T + 2 * HOUR) < 1.0
+    # Verdicts came back too: a changed verdict of one agency moves the target back.
+    for i in range(3):
+        back.feedback(fb(f"wf-{i}", "ctpu", "true_positive"), now=T + 100 * HOUR)
+    assert back.weight("x", T + 200 * HOUR) == 1.0

@@ -142,8 +142,8 @@ def test_forged_feedback_is_refused_or_dead_lettered(
     hello = _ack(secured, "agency-border", "hello", "--agency", "border")
     assert hello.returncode == 2, hello.stderr
     assert hello.stderr.strip().splitlines() == [
-        "error: 'hello' was never delivered to border (not among the last 200000 messages "
-        "of alerts.border); nothing sent"
+        "error: 'hello' was never delivered to border (not among the last 20000 messages "
+        "of alerts.border; older: --scan N); nothing sent"
     ]
     incomplete = _ack(secured, "agency-border", alert_id, "--agency", "border",
                       "--action", "escalate")

@@ -180,7 +180,8 @@ class ResponseTracker:
         return len(self._pending)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"pending": self._pending, "anchors": self._anchors, "unknown": self.unknown}
+        return {"pending": self._pending, "anchors": self._anchors, "unknown": self.unknown,
+                "changed_since": self._dirty_since if self._dirty else None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]
@@ -188,7 +189,53 @@ class ResponseTracker:
         self._anchors = dict(state.get("anchors", {}))
         self.unknown = state.get("unknown", 0)
         self._judged = {k: None for k, p in self._pending.items() if p.verdict is not None}
-        self._dirty = bool(self._judged)
+        since = state.get("changed_since")
+        if since is not None:
+            self._mark(float(since))
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings) for a data-only checkpoint format.
+
+        >>> rt = ResponseTracker(max_pending=10)
+        >>> rt.published("wf-1", "cert", "high", ["port_scan"], 5.0)
+        >>> back = ResponseTracker.from_state(rt.to_state())
+        >>> back.delivered("wf-1", "cert"), back.to_state() == rt.to_state()
+        (True, True)
+        """
+        t = self._pending
+        return {
+            "max_pending": t.max_entities,
+            "ttl_seconds": t.ttl_seconds,
+            "pending": [
+                [k, t.last_seen(k), p.published, p.severity, list(p.detectors), p.acked,
+                 p.verdict]
+                for k, p in t.items()
+            ],
+            "anchors": {d: list(a) for d, a in self._anchors.items()},
+            "unknown": self.unknown,
+            "changed_since": self._dirty_since if self._dirty else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ResponseTracker:
+        """The tracker :meth:`to_state` described (types checked: it is read from Kafka)."""
+        rt = cls(int(state["max_pending"]), float(state["ttl_seconds"]))
+        for key, seen, published, severity, detectors, acked, verdict in state["pending"]:
+            p = _Pending(float(published), str(severity), tuple(str(d) for d in detectors))
+            p.acked = bool(acked)
+            p.verdict = verdict if verdict in VERDICTS else None
+            rt._pending.put(str(key), float(seen), p)
+            if p.verdict is not None:
+                rt._judged[str(key)] = None
+        rt._anchors = {
+            str(d): (float(w), float(t), float(target))
+            for d, (w, t, target) in state["anchors"].items()
+        }
+        rt.unknown = int(state["unknown"])
+        since = state.get("changed_since")
+        if since is not None:
+            rt._mark(float(since))
+        return rt
 
     def delivered(self, alert_id: str, agency: str) -> bool:
         """Whether ``alert_id`` was delivered to ``agency`` (and is still tracked)."""

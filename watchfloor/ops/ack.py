@@ -29,7 +29,9 @@ from typing import Any
 
 import orjson
 
-DEFAULT_SCAN = 200_000
+# Newest messages per partition searched: alerts are ~1-2 KiB, so this reads at most a few
+# tens of MiB; older ids need --scan.
+DEFAULT_SCAN = 20_000
 DEFAULT_TIMEOUT = 15.0
 
 
@@ -191,7 +193,8 @@ def run(args: argparse.Namespace, settings: Any, config: Any) -> int:
             if found is None:
                 raise AckError(
                     f"{args.alert_id!r} was never delivered to {agency.name} (not among the "
-                    f"last {args.scan} messages of {agency.topic}); nothing sent",
+                    f"last {args.scan} messages of {agency.topic}; older: --scan N); "
+                    "nothing sent",
                     2,
                 )
             return found, await send(settings, feedback_topic, record, args.timeout)

@@ -201,3 +201,23 @@ def test_constructed_captures_decode_as_the_worker_decodes(name: str, tmp_path: 
     for r in recs:
         ev = decode(domain, orjson.dumps(r.event), 65536)
         assert ev["event_id"] == r.event["event_id"]
+
+
+def test_argus_payload_columns_with_commas_keep_the_label(tmp_path: Path) -> None:
+    p = tmp_path / "udata.binetflow"
+    p.write_text(
+        "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,"
+        "TotBytes,SrcBytes,srcUdata,dstUdata,Label\n"
+        "2011/08/10 09:47:01.25,3.5,tcp,147.32.84.165,1040,->,173.194.39.1,80,FSPA_FSPA,0,0,"
+        "14,3500,1200,s[GET /a,b,c],d[HTTP/1.1 200],flow=From-Botnet-V42-TCP-CC6-HTTP\n"
+    )
+    (rec,), _ = read("argus", p)
+    assert rec.label.threat == "c2" and rec.event["bytes_in"] == 2300
+
+
+def test_zeek_concatenated_logs_follow_each_header(tmp_path: Path) -> None:
+    one = (DATA / "iot23_conn.log.labeled").read_text()
+    p = tmp_path / "two.log"
+    p.write_text(one + one)
+    recs, stats = read("zeek", p)
+    assert len(recs) == 8 and stats.skipped == 4

@@ -131,7 +131,8 @@ class Truth:
     def add(self, rec: Labelled) -> None:
         ev, label = rec.event, rec.label
         t = ev["ts"] / 1000.0
-        self.events[str(ev["event_id"])] = (label.kind, label.threat)
+        if label.kind != "unlabelled":  # background is most of a CTU-13 capture
+            self.events[str(ev["event_id"])] = (label.kind, label.threat)
         self.counts[label.kind] += 1
         if self.domain == "financial":
             who = [str(ev["account_id"]), str(ev["counterparty_id"])]

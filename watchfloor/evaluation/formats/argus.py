@@ -145,6 +145,8 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
         col = {name: i for i, name in enumerate(header)}
         need = max(col[c] for c in REQUIRED) + 1
         get = col.get
+        label_at = get("Label")
+        label_last = label_at == len(header) - 1
         stem = "argus"
         for lineno, row in csv_rows(f, stats, sep):
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -177,9 +179,11 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                     ev["argus_state"] = clean(state, 32)
                 if get("Dir") is not None and row[col["Dir"]].strip():
                     ev["direction"] = clean(row[col["Dir"]].strip(), 8)
-                label = label_of(row[col["Label"]]) if get("Label") is not None and len(
-                    row
-                ) > col["Label"] else UNLABELLED_LABEL
+                label = UNLABELLED_LABEL
+                if label_at is not None and len(row) > label_at:
+                    # srcUdata/dstUdata payload columns may hold commas: the label is the
+                    # last field whenever it is the header's last column.
+                    label = label_of(row[-1] if label_last else row[label_at])
             except BadLine as exc:
                 stats.skip(lineno, str(exc))
                 continue

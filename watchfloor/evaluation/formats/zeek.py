@@ -198,7 +198,10 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
         n = len(fields)
         while line:
             text = line.rstrip("\r\n")
-            if text and not text.startswith("#"):
+            if text.startswith("#fields"):  # concatenated logs: a new header
+                fields = [name for f in text.split(sep)[1:] for name in f.split()]
+                n = len(fields)
+            elif text and not text.startswith("#"):
                 values = text.split(sep)
                 if len(values) < n and values and len(values[-1].split()) > 1:
                     # IoT-23: "tunnel_parents   label   detailed-label" in one field.

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit lint bench prometheus kafka-start kafka-stop clean
+.PHONY: install demo test test-unit lint bench prometheus chromium kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed" if sys.version_info < (3, 11) else 0)'
@@ -19,12 +19,16 @@ install: $(STAMP)
 prometheus:
 	@bash deploy/prometheus/install.sh
 
+# Debian's Chromium and chromedriver, for the tests that open pages in a real browser.
+chromium:
+	@bash deploy/chromium/install.sh
+
 demo: install
 	$(BIN)/watchfloor demo
 
 # The whole suite. The session fixture starts a local Kafka broker (jars fetched once with
 # Maven) unless WATCHFLOOR_BROKER points at an existing one.
-test: install prometheus
+test: install prometheus chromium
 	$(BIN)/python -m ruff check watchfloor tests
 	$(BIN)/python -m pytest
 

@@ -298,3 +298,66 @@ def test_updated_at_never_goes_back_when_an_older_detection_joins() -> None:
     assert late["version"] == 2 and late["alert_id"] == first["alert_id"]
     assert late["updated_at"] == first["updated_at"]
     assert late["created_at"] < first["created_at"]
+
+
+# -- event-time attacks (issue 9 item 4) ---------------------------------------------------
+
+Y2099 = 4_070_908_800.0  # 2099-01-01
+Y2000 = 946_771_200.0  # 2000-01-02
+
+
+def test_a_detection_dated_2099_does_not_expire_open_incidents(det: Det) -> None:
+    c = Correlator(SPEC)
+    opened = [c.add(det(f"ip:10.0.1.{i}", t=T0)) for i in range(20)]
+    assert all(opened) and c.open_incidents == 20
+    # The probe's event: accepted somewhere upstream, arriving now but dated 2099.
+    c.add(det("ip:10.66.6.6", detector="beaconing", t=Y2099, arrival=T0 + 1))
+    assert c.open_incidents == 21, "every open incident was expired"
+    assert c.watermark <= T0 + 1 + c.max_future
+    later = c.add(det("ip:10.0.1.3", detector="beaconing", t=T0 + 60))
+    assert later is not None and later["alert_id"] == opened[3]["alert_id"]
+
+
+def test_a_detection_dated_2000_does_not_take_over_an_entity_incident(det: Det) -> None:
+    c = Correlator(SPEC)
+    doc = "document:P0008842"
+    first = c.add(det(doc, detector="lost_stolen_document", domain="border", t=T0))
+    old = c.add(det(doc, detector="watchlist", domain="border", t=Y2000, arrival=T0 + 5))
+    assert first and old
+    # Nothing is lost: the old detection is its own incident ...
+    assert old["alert_id"] != first["alert_id"]
+    # ... but the document's current incident is still the one that gets new evidence.
+    nxt = c.add(det(doc, detector="impossible_travel", domain="border", t=T0 + 120))
+    assert nxt is not None and nxt["alert_id"] == first["alert_id"]
+    assert [d["detector"] for d in nxt["detections"]] == [
+        "lost_stolen_document",
+        "impossible_travel",
+    ]
+
+
+def test_an_old_detection_does_not_reset_a_cooldown(det: Det) -> None:
+    c = Correlator(SPEC)
+    assert c.add(det(t=T0)) is not None
+    assert c.add(det(t=Y2000, arrival=T0 + 1)) is not None  # far outside the cooldown
+    # A repeat within the cooldown of the real one is still suppressed.
+    assert c.add(det(t=T0 + 30)) is None
+
+
+def test_correlators_checkpointed_before_the_watermark_restore(det: Det) -> None:
+    c = Correlator(SPEC)
+    c.add(det(t=T0))
+    state = c.__dict__.copy()
+    for name in ("watermark", "max_future"):
+        state.pop(name)
+    old = Correlator.__new__(Correlator)
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.add(det(detector="beaconing", t=T0 + 10)) is not None
+
+
+def test_reasons_are_cut_with_a_marker(det: Det) -> None:
+    c = Correlator(SPEC)
+    alert = c.add({**det(t=T0), "reason": "r" * 5000})
+    assert alert is not None
+    reason = alert["detections"][0]["reason"]
+    assert reason.endswith("…(+4000 more)") and len(reason) < 1100

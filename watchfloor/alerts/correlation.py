@@ -27,6 +27,10 @@ MAX_INCIDENT_LINKS = 64
 # its most recent neighbours bounds both memory and how far one hop can reach.
 MAX_NEIGHBOURS = 16
 
+# Longest detection reason kept in an incident (the engine already cuts reasons; this
+# bounds detections written by an older worker too).
+MAX_REASON = 1000
+
 _SEP = "\x1f"  # cannot occur in a JSON-decoded id without being escaped by the sender
 
 
@@ -120,6 +124,13 @@ class Correlator:
     * Score: noisy-OR over detectors of each detector's best score times its feedback
       weight (``weights``, default 1), plus ``multi_domain_boost`` per domain beyond the
       first, capped at 1. Severity: :func:`severity_for`.
+    * Event time is trusted only as far as the broker's clock allows. ``watermark`` is
+      the latest event time seen, each clamped to the detection's broker ``arrival`` plus
+      ``max_future_seconds``; the tables' clocks (expiry, cooldowns) never run ahead of
+      it, so one detection dated 2099 cannot expire every open incident. An entity keeps
+      pointing at its most recently active incident: a detection dated far in the past
+      opens an incident of its own but cannot take over the entity's current one, and
+      cannot reset a cooldown.
     * Bounded: ``max_incidents`` open incidents and as many entity-to-incident rows,
       ``max_links`` linked entities, cooldown rows; least recently seen evicted first,
       idle rows expire after the window. Per incident: :data:`MAX_DETECTIONS` most recent
@@ -146,14 +157,21 @@ class Correlator:
     (True, 2, ['financial', 'network'], 'critical')
     """
 
+    # Class-level defaults: correlators checkpointed before these existed restore with them.
+    watermark = float("-inf")
+    max_future = 300.0
+
     def __init__(
         self,
         spec: CorrelationSpec,
         *,
         id_key: bytes = b"",
         max_detections: int = MAX_DETECTIONS,
+        max_future_seconds: float = 300.0,
     ) -> None:
         self.spec = spec
+        self.max_future = float(max_future_seconds)
+        self.watermark = float("-inf")
         self.window = float(spec.window_seconds)
         self.cooldown = float(spec.cooldown_seconds)
         self.boost = float(spec.multi_domain_boost)
@@ -237,6 +255,12 @@ class Correlator:
         if type(score) not in (float, int) or not 0.0 <= score <= 1.0:
             raise InvalidEvent("bad_value", "score must be a number in [0, 1]")
         t = float(t)
+        arrival = detection.get("arrival")
+        if type(arrival) in (float, int) and arrival > 0 and t > arrival + self.max_future:
+            # Kept (nothing is lost), but its date cannot move any clock past arrival + skew.
+            t = float(arrival) + self.max_future
+        if t > self.watermark:
+            self.watermark = t
         self.detections += 1
         ekey = etype + ":" + eid
 
@@ -257,7 +281,8 @@ class Correlator:
                 if inc is not None and self._in_window(inc, t):
                     self._touch(inc, ekey, t)
             return None
-        self._cool.put(cool_key, t, t)
+        if last is None or t > last:  # an old detection must not reset a cooldown
+            self._cool.put(cool_key, t, t)
 
         inc = self._find(ekey, t)
         if inc is None:
@@ -285,7 +310,7 @@ class Correlator:
                 "event_id": event_id,
                 "score": score,
                 "raw": detection.get("raw"),
-                "reason": detection.get("reason"),
+                "reason": _cap(detection.get("reason")),
                 "ts": detection.get("ts"),
                 "entity": ent,
                 "jurisdiction": detection.get("jurisdiction"),
@@ -320,6 +345,13 @@ class Correlator:
         if t > inc.last:
             inc.last = t
         self._incidents.put(inc.alert_id, t, inc)
+        # The entity points at its most recently active incident: an incident opened by a
+        # detection dated long ago must not take the entity over from a current one.
+        current = self._by_entity.get(ekey)
+        if current is not None and current != inc.alert_id:
+            other = self._incidents.get(current)
+            if other is not None and other.last > inc.last:
+                return
         self._by_entity.put(ekey, t, inc.alert_id)
 
     def _find(self, ekey: str, t: float) -> Incident | None:
@@ -400,6 +432,12 @@ class Correlator:
             "agreement": None,
             "kind": "alert",
         }
+
+
+def _cap(reason: Any) -> Any:
+    if type(reason) is str and len(reason) > MAX_REASON:
+        return f"{reason[:MAX_REASON]}…(+{len(reason) - MAX_REASON} more)"
+    return reason
 
 
 def _link_key(link: Any) -> str | None:

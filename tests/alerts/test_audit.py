@@ -237,3 +237,21 @@ def test_anchorer_signs_only_moved_chains_and_forgets_dropped_ones() -> None:
     assert an.heads([b], 4.0) == [] and set(an._anchored) == {"b"}
     with pytest.raises(TypeError):
         pickle.dumps(an)
+
+
+def test_audit_key_is_the_same_for_worker_and_verifier_and_never_invented(tmp_path) -> None:
+    import secrets
+
+    from watchfloor.alerts.anchors import audit_key
+    from watchfloor.settings import Settings
+
+    empty = Settings(state_dir=tmp_path / "nothing")
+    assert audit_key(empty, env={}) is None  # a verifier never generates a secret
+    assert not (tmp_path / "nothing").exists()
+    master = secrets.token_hex(32)
+    a = audit_key(Settings(pseudonym_key=master, state_dir=tmp_path), env={})
+    assert a is not None and len(a) == 32 and master.encode() not in a
+    assert audit_key(Settings(pseudonym_key=master, state_dir=tmp_path), env={}) == a
+    assert audit_key(Settings(pseudonym_key=secrets.token_hex(32)), env={}) != a
+    given = secrets.token_hex(32)
+    assert audit_key(empty, env={"WATCHFLOOR_AUDIT_KEY": given}) == bytes.fromhex(given)

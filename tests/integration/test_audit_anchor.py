@@ -10,7 +10,6 @@ says what is wrong; with ``--no-anchors`` it passes and says what it did not che
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -33,10 +32,9 @@ secure_worker = sec.secure_worker
 
 
 def _verify(secured: Secured, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        **{k: v for k, v in worker_env(secured.bootstrap).items()
-           if k in ("WATCHFLOOR_BROKER", "WATCHFLOOR_TOPICS_FILE", "WATCHFLOOR_PSEUDONYM_KEY")},
+    # The worker's secret as the worker has it: the audit key is derived from it.
+    env = worker_env(
+        secured.bootstrap,
         WATCHFLOOR_SASL_USERNAME="oversight",
         WATCHFLOOR_SASL_PASSWORD=secured.passwords["oversight"],
     )

@@ -53,11 +53,9 @@ _CONTENT = ("kind", "alert_id", "version", "agency", "agreement", "shared", "pse
 
 
 def anchor_key(master: bytes) -> bytes:
-    """The audit-anchor signing key, derived from the worker's master secret.
-
-    TODO(keys): switch to the per-purpose audit key of ``watchfloor.keys`` (issue 9 item
-    5: separate keys per purpose) once that module exists; until then the derivation is
-    a domain-separated HMAC of the master, so the pseudonym key itself never signs.
+    """The audit-anchor signing key derived from the worker's secret, for builds without
+    :mod:`watchfloor.keys` (which :func:`audit_key` prefers): a domain-separated HMAC of
+    the secret, so the pseudonym key itself never signs.
 
     >>> anchor_key(b"k" * 32).hex()[:16]
     '27069f0d2295fb44'
@@ -66,12 +64,17 @@ def anchor_key(master: bytes) -> bytes:
 
 
 def audit_key(settings: Any, env: Any = None) -> bytes | None:
-    """The anchors' signing key: ``WATCHFLOOR_AUDIT_KEY`` (hex), else derived from the
-    worker's secret as the worker derives it; None if neither is available.
+    """The anchors' signing key, the same for the worker and ``watchfloor audit verify``:
 
-    TODO(keys): take it from ``watchfloor.keys`` (per-purpose keys, issue 9 item 5) once
-    that exists, on both sides (here, for ``watchfloor audit verify``, and in
-    ``watchfloor.streams.agents.alert_agent``).
+    1. ``WATCHFLOOR_AUDIT_KEY`` (hex), so oversight can verify without the worker's
+       master secret (set it on the worker too);
+    2. else the ``audit`` key of :mod:`watchfloor.keys` (per-purpose keys derived from
+       the master secret, issue 9 item 5) when that module is installed;
+    3. else :func:`anchor_key` of the worker's secret (``WATCHFLOOR_PSEUDONYM_KEY`` or
+       the key file in the state dir).
+
+    None if no secret is configured or on disk (a verifier never generates one). Raises
+    ValueError (``WeakKeyError``) for a weak secret.
     """
     import os
 
@@ -82,13 +85,25 @@ def audit_key(settings: Any, env: Any = None) -> bytes | None:
             return bytes.fromhex(given)
         except ValueError:
             return given.encode()
+    state = settings.state_dir
+    files = [state / "master.key", state / "pseudonym.key"]
+    configured = getattr(settings, "master_key", "") or settings.pseudonym_key
+    if not configured and not any(f.exists() for f in files):
+        return None
+    try:
+        from watchfloor.keys import load_keys
+    except ImportError:
+        load_keys = None
+    if load_keys is not None:
+        return load_keys(settings).audit
     if settings.pseudonym_key:
         return anchor_key(settings.pseudonym_key.encode())
-    path = settings.state_dir / "pseudonym.key"
-    try:
-        return anchor_key(path.read_text().strip().encode())
-    except OSError:
-        return None
+    for f in files:
+        try:
+            return anchor_key(f.read_text().strip().encode())
+        except OSError:
+            continue
+    return None
 
 
 def _body(anchor: Mapping[str, Any]) -> bytes:

@@ -374,7 +374,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            key = audit_key(settings)
+            try:
+                key = audit_key(settings)
+            except ValueError as exc:  # a weak secret: the message names the variable
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             if key is None:
                 print(
                     "error: no audit key: set WATCHFLOOR_AUDIT_KEY (hex) or "

@@ -76,7 +76,7 @@ false_positive (the worker refuses an escalate without one)
     if action != "ack" and verdict is None:
         raise AckError(
             f"--action {action} needs --verdict true_positive or false_positive "
-            f"(the worker refuses an {action} without one)",
+            f"(the worker refuses {'an' if action[0] in 'aeiou' else 'a'} {action} without one)",
             2,
         )
     record: dict[str, Any] = {
@@ -172,8 +172,14 @@ async def send(settings: Any, topic: str, record: dict[str, Any], timeout: float
 
 def run(args: argparse.Namespace, settings: Any, config: Any) -> int:
     """The ``ack`` command; prints one line (stdout when recorded, stderr otherwise)."""
-    from aiokafka.errors import KafkaError
+    import logging
 
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    # The client's own connection warnings would print before our one line.
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     agencies = {a.name: a for a in config.agencies}
     try:
         agency = agencies.get(args.agency)
@@ -203,9 +209,22 @@ def run(args: argparse.Namespace, settings: Any, config: Any) -> int:
     except AckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    except KafkaError as exc:
-        print(f"error: Kafka: {type(exc).__name__}: {exc}; nothing recorded", file=sys.stderr)
+    except KafkaConnectionError:
+        print(
+            f"error: Kafka: cannot reach the broker at {settings.bootstrap_servers} "
+            "(KafkaConnectionError); nothing recorded. Is it running? "
+            "(`watchfloor kafka status`)",
+            file=sys.stderr,
+        )
         return 3
+    except KafkaError as exc:
+        name = type(exc).__name__
+        text = str(exc).removeprefix(f"{name}: ").removeprefix(name).strip(": ")
+        print(f"error: Kafka: {name}{': ' + text if text else ''}; nothing recorded",
+              file=sys.stderr)
+        return 3
+    finally:
+        quiet.setLevel(level)
     verdict = args.verdict or "none"
     print(
         f"recorded: {args.action} of {args.alert_id} ({found.severity}, v{found.version}) by "

@@ -170,3 +170,45 @@ def test_cost_per_detection(config: Config, key: bytes, det: Det) -> None:
     per = (time.perf_counter() - start) / len(dets) * 1e6
     print(f"\nAlertStage.process: {per:.1f} us/detection, {n_out / len(dets):.1f} messages each")
     assert per < 2000
+
+
+# -- poison pills (issue 9 item 3) -----------------------------------------------------------
+
+
+def test_a_detection_that_fails_midway_leaves_no_gap_in_the_audit_chain(
+    config: Config, key: bytes, det: Det
+) -> None:
+    s = stage(config, key)
+    records = [orjson.loads(o.value) for o in s.process(det(score=0.95)) if o.kind == "audit"]
+    observe = s.deconflictor.observe
+
+    def poisoned(*args: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    # Fails after the deliveries' audit records were appended: nothing of it is published
+    # (the agent dead-letters the detection), so its records must not count.
+    s.deconflictor.observe = poisoned  # type: ignore[method-assign]
+    with pytest.raises(RecursionError):
+        s.process(det("ip:10.7.7.7", score=0.95, t=T0 + 10))
+    s.deconflictor.observe = observe  # type: ignore[method-assign]
+    out = s.process(det("ip:10.8.8.8", score=0.95, t=T0 + 20))
+    records += [orjson.loads(o.value) for o in out if o.kind == "audit"]
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert verify(records) == []
+
+
+def test_an_alert_over_the_message_limit_is_cut_not_refused(
+    config: Config, key: bytes, det: Det, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchfloor.alerts.stage as stage_module
+
+    s = stage(config, key)
+    for i in range(40):
+        s.process({**det(detector=f"d{i}", t=T0 + i, score=0.95), "reason": "r" * 900})
+    monkeypatch.setattr(stage_module, "MAX_ALERT_BYTES", 8_000)
+    out = s.process({**det(detector="last", t=T0 + 50, score=0.95), "reason": "newest"})
+    alerts = [orjson.loads(o.value) for o in out if o.kind == "alert"]
+    assert alerts and all(len(o.value) <= 8_000 for o in out if o.kind == "alert")
+    cert = next(a for a in alerts if a["agency"] == "cert")
+    assert cert["detections"][-1]["reason"] == "newest"  # the most recent evidence stays
+    assert len(cert["detections"]) < 41

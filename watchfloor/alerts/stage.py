@@ -33,6 +33,9 @@ from watchfloor.core.decoding import InvalidEvent
 
 # What a deconfliction notice discloses, for its audit record.
 NOTICE_FIELDS = ("others.agency", "others.alert_id")
+# Largest alert payload published: half the broker's default 1 MiB message limit, leaving
+# room for the record's envelope and for brokers configured tighter than the default.
+MAX_ALERT_BYTES = 512 * 1024
 
 
 class Outgoing(NamedTuple):
@@ -80,7 +83,9 @@ class AlertStage:
         if state is None:
             corr = config.correlation
             id_key = hmac.digest(key, b"watchfloor/alert-id/v1", "sha256")
-            self.correlator = Correlator(corr, id_key=id_key)
+            self.correlator = Correlator(
+                corr, id_key=id_key, max_future_seconds=config.time.max_future_seconds
+            )
             self.audit = AuditChain(chain)
             self.deconflictor = Deconflictor(corr.window_seconds, corr.max_incidents)
             self.tracker = ResponseTracker()
@@ -117,6 +122,38 @@ class AlertStage:
         alert = self.correlator.add(detection)
         if alert is None:
             return []
+        seq, head = self.audit.seq, self.audit.last_hash
+        try:
+            return self._messages(alert, detection, now)
+        except BaseException:
+            # Nothing of this detection is published (the caller dead-letters it): its
+            # audit records must not count either, or `audit verify` would see a gap.
+            self.audit.seq, self.audit.last_hash = seq, head
+            raise
+
+    def _route(self, alert: dict[str, Any]) -> list[tuple[Any, bytes]]:
+        """Deliveries of ``alert`` with their payloads, each within MAX_ALERT_BYTES.
+
+        Bounds upstream keep alerts far below it; should one still exceed it, the oldest
+        detections are dropped (counted in ``detections_omitted``) until every payload
+        fits, so a publish is never refused by the broker's message limit."""
+        while True:
+            routed = [(d, orjson.dumps(d.value)) for d in self.router.route(alert)]
+            if all(len(v) <= MAX_ALERT_BYTES for _, v in routed):
+                return routed
+            dets = alert["detections"]
+            if len(dets) <= 1:
+                raise InvalidEvent("too_large", "alert exceeds the message limit")
+            keep = len(dets) // 2
+            alert = {
+                **alert,
+                "detections": dets[-keep:],
+                "detections_omitted": alert.get("detections_omitted", 0) + len(dets) - keep,
+            }
+
+    def _messages(
+        self, alert: dict[str, Any], detection: Mapping[str, Any], now: float
+    ) -> list[Outgoing]:
         arrival = detection.get("arrival")
         arrival = float(arrival) if type(arrival) in (float, int) else float("nan")
         severity = alert["severity"]
@@ -127,10 +164,8 @@ class AlertStage:
         detectors = {d["detector"] for d in alert["detections"]}
         out: list[Outgoing] = []
         delivered: list[str] = []
-        for d in self.router.route(alert):
-            out.append(
-                Outgoing(d.topic, akey, orjson.dumps(d.value), "alert", d.agency, severity, arrival)
-            )
+        for d, payload in self._route(alert):
+            out.append(Outgoing(d.topic, akey, payload, "alert", d.agency, severity, arrival))
             rec = self.audit.append(
                 alert_id=aid, version=version, agency=d.agency, agreement=d.agreement,
                 shared=d.shared, pseudonymised=d.pseudonymised, redacted=d.redacted, time=now,
@@ -192,4 +227,4 @@ class AlertStage:
         return result
 
 
-__all__ = ["NOTICE_FIELDS", "AlertStage", "Outgoing"]
+__all__ = ["MAX_ALERT_BYTES", "NOTICE_FIELDS", "AlertStage", "Outgoing"]

@@ -249,3 +249,33 @@ def test_tracker_state_is_plain_data_and_restores_verdicts_and_weights() -> None
     for i in range(3):
         back.feedback(fb(f"wf-{i}", "ctpu", "true_positive"), now=T + 100 * HOUR)
     assert back.weight("x", T + 200 * HOUR) == 1.0
+
+
+def test_the_probes_eight_forged_verdicts_no_longer_silence_a_port_scan(config, key, det):
+    """Issue 9 item 2, as the probe ran it: eight false-positive verdicts on port scans,
+    all from one agency. Before: port_scan's weight fell to its floor, a port scan was
+    low and stopped reaching the counter-terrorism unit. Now it stays high and reaches it."""
+    from watchfloor.alerts.stage import AlertStage
+
+    t = [T]
+    s = AlertStage(config, key, chain="w0", clock=lambda: t[0])
+    ids = []
+    for i in range(8):
+        out = s.process(det(f"ip:10.7.0.{i}", score=0.95, t=T + i))
+        ids.append(orjson.loads(next(o for o in out if o.kind == "alert").value)["alert_id"])
+    for aid in ids:  # the CERT (or anyone holding its credentials) calls them all noise
+        verdict = {"alert_id": aid, "action": "close", "verdict": "false_positive",
+                   "ts": int(T * 1000) + 10_000}
+        s.feedback(orjson.dumps(verdict), "cert", now=T + 10)
+    t[0] = T + 48 * HOUR
+    out = s.process(det("ip:10.7.1.1", score=0.95, t=T + 48 * HOUR))
+    routed = {(o.agency, o.severity) for o in out if o.kind == "alert"}
+    assert ("ctpu", "high") in routed and ("cert", "high") in routed
+    # Had the counter-terrorism unit agreed on more than one, the weight would move.
+    for aid in ids[:2]:
+        verdict = {"alert_id": aid, "action": "close", "verdict": "false_positive",
+                   "ts": int(t[0] * 1000)}
+        s.feedback(orjson.dumps(verdict), "ctpu", now=t[0])
+    t[0] += 10 * HOUR
+    out = s.process(det("ip:10.7.1.2", score=0.95, t=T + 58 * HOUR))
+    assert {o.agency for o in out if o.kind == "alert"} == {"cert"}

@@ -23,7 +23,7 @@ from faust.types import TP
 from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
 from watchfloor.core.decoding import InvalidEvent
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
-from watchfloor.streams.pipeline import deadletter
+from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,9 @@ class StateKeeper:
                     if done < nxt:
                         rt.processor.skip_until[key] = nxt
                     elif done > nxt:
-                        values = await self.read(topic, partition, nxt, done)
-                        rt.processor.learn(domain, partition, values)
+                        arrivals: list[float] = []
+                        values = await self.read(topic, partition, nxt, done, arrivals)
+                        rt.processor.learn(domain, partition, values, arrivals)
                         self._replayed.inc(len(values))
             elif kind == "feedback":
                 rt.adopt_tracker(r.state)
@@ -201,7 +202,7 @@ class StateKeeper:
                         for value in values:
                             try:
                                 stage.process(orjson.loads(value))  # outputs were published
-                            except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError):
+                            except Exception:  # dead-lettered by the previous owner
                                 continue
                         rt.new_audit_chain(stage, partition)
                         self._replayed.inc(len(values))
@@ -235,8 +236,11 @@ class StateKeeper:
         # broker crash-looped ('Unable to bootstrap', issue 9.1).
         return await committed_offsets(self.rt.settings, self.rt.settings.app_id)
 
-    async def read(self, topic: str, partition: int, start: int, end: int) -> list[bytes | None]:
-        """Values of ``topic[partition]`` from offset ``start`` up to ``end`` (exclusive)."""
+    async def read(
+        self, topic: str, partition: int, start: int, end: int, arrivals: list[float] | None = None
+    ) -> list[bytes | None]:
+        """Values of ``topic[partition]`` from offset ``start`` up to ``end`` (exclusive);
+        their broker timestamps (epoch s) are appended to ``arrivals`` when given."""
         consumer = await assigned_consumer(self.rt.settings, topic, from_beginning=True)
         values: list[bytes | None] = []
         if consumer is None:
@@ -248,6 +252,8 @@ class StateKeeper:
             while await consumer.position(tp) < end:
                 for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
                     values += [r.value for r in batch if r.offset < end]
+                    if arrivals is not None:
+                        arrivals += [r.timestamp / 1000.0 for r in batch if r.offset < end]
         finally:
             await consumer.stop()
         return values
@@ -342,26 +348,31 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     anchorer = Anchorer(audit_key(rt.settings) or anchor_key(rt.key))
 
     async def correlate(stream: faust.StreamT) -> None:
-        # Correlator counters are cumulative per stage; metrics get the increments.
-        seen: dict[int, dict[str, int]] = {}
         async for events in stream.take_events(size, within=within):
             started = time.perf_counter()
             outgoing = []
             bad = []
-            touched = set()
+            # Correlator counters are cumulative and checkpointed with the stage: metrics
+            # get what this batch added. (A running total kept here counted a restored
+            # stage's whole history again after every agent restart or takeover.)
+            before: dict[int, dict[str, int]] = {}
             for e in events:
                 m = e.message
                 stage = rt.stage(m.partition)
-                touched.add(m.partition)
+                if m.partition not in before:
+                    before[m.partition] = stage.correlator.counters
                 rt.stage_next[m.partition] = m.offset + 1
                 if m.offset < rt.stage_skip.get(m.partition, -1):
                     continue  # processed and published by the previous owner
                 try:
                     outgoing.extend(stage.process(orjson.loads(m.value)))
-                except (orjson.JSONDecodeError, InvalidEvent, KeyError, TypeError) as exc:
-                    # Only our workers write this topic, but a bad record must not stop us.
-                    code = exc.code if isinstance(exc, InvalidEvent) else "bad_value"
-                    bad.append(dead_letter(deadletter_topic, m, code, str(exc)[:200]))
+                except Exception as exc:
+                    # Only our workers write this topic, but one detection that fails must
+                    # not lose the batch's others: it is dead-lettered, the batch goes on.
+                    code, detail = failure(exc)
+                    if isinstance(exc, orjson.JSONDecodeError):
+                        code = "not_json"
+                    bad.append(dead_letter(deadletter_topic, m, code, detail))
             if bad:
                 metrics.deadletter_counter("detections").inc(len(bad))
             if outgoing or bad:
@@ -379,14 +390,12 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                         app,
                         [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
                     )
-            for partition in touched:
+            for partition, was in before.items():
                 counters = rt.stages[partition].correlator.counters
-                before = seen.setdefault(partition, {})
-                metrics.suppressed.inc(counters["suppressed"] - before.get("suppressed", 0))
+                metrics.suppressed.inc(max(0, counters["suppressed"] - was["suppressed"]))
                 metrics.incidents.inc(
-                    counters["incidents_opened"] - before.get("incidents_opened", 0)
+                    max(0, counters["incidents_opened"] - was["incidents_opened"])
                 )
-                seen[partition] = dict(counters)
             batch_seconds.observe(time.perf_counter() - started)
             await keeper.maybe_save()
 
@@ -430,9 +439,10 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     continue  # applied by the previous owner before its checkpoint
                 try:
                     applied = apply_feedback_record(rt, agency_of.get(m.topic), m.value, now)
-                except InvalidEvent as exc:
-                    metrics.invalid_counter("feedback", exc.code).inc()
-                    bad.append(dead_letter(deadletter_topic, m, exc.code, exc.detail))
+                except Exception as exc:  # one bad record must not lose the batch
+                    code, detail = failure(exc)
+                    metrics.invalid_counter("feedback", code).inc()
+                    bad.append(dead_letter(deadletter_topic, m, code, detail))
                     continue
                 if applied is None or applied[1] is None:
                     continue

@@ -120,7 +120,9 @@ class Runtime:
             settings=settings,
             config=config,
             metrics=metrics,
-            processor=EventProcessor(factory, metrics),
+            processor=EventProcessor(
+                factory, metrics, max_future_seconds=config.time.max_future_seconds
+            ),
             tracker=ResponseTracker(),
             checkpointer=Checkpointer(key),
             key=key,

@@ -41,6 +41,10 @@ _TIME_FORMATS = ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S
 
 def parse_time(text: str) -> int:
     t = text.strip()
+    try:  # fast path: fromisoformat reads "2011-08-10 09:46:59.607825" (and "/" swapped)
+        return epoch_ms(datetime.fromisoformat(t.replace("/", "-")))
+    except ValueError:
+        pass
     for fmt in _TIME_FORMATS:
         try:
             return epoch_ms(datetime.strptime(t, fmt))

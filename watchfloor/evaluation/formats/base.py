@@ -10,6 +10,7 @@ A file that is not in the format at all (no recognisable header) raises
 from __future__ import annotations
 
 import csv
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -189,10 +190,19 @@ def to_port(text: str, name: str) -> int:
 
 def to_ip(text: str, name: str) -> str:
     t = text.strip()
+    ip = _canonical_ip(t)
+    if ip is None:
+        raise BadLine(f"{name}: not an IP address: {t[:60]!r}")
+    return ip
+
+
+@functools.lru_cache(maxsize=65_536)
+def _canonical_ip(text: str) -> str | None:
+    # Captures repeat the same few thousand addresses: parse each once (bounded cache).
     try:
-        return str(ipaddress.ip_address(t))
+        return str(ipaddress.ip_address(text))
     except ValueError:
-        raise BadLine(f"{name}: not an IP address: {t[:60]!r}") from None
+        return None
 
 
 class StepClock:

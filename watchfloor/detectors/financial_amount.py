@@ -367,7 +367,7 @@ class AccountDrain(Detector):
     def __init__(
         self,
         drain_types: tuple[str, ...] = ("TRANSFER", "CASH_OUT"),
-        tolerance: float = 0.01,
+        tolerance: float = 0.001,
         mid: float = -2.0,
         alarm: float = -1.0,
         min_population: int = 100,

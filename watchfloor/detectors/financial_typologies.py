@@ -20,7 +20,6 @@ every count is idempotent on ``event_id``: a re-sent payment is the same payment
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -44,48 +43,67 @@ def _eid(event: Mapping[str, Any]) -> str:
 
 
 class _Inflows:
-    """One beneficiary: known senders (LRU), recent first payments, and the most new
-    senders it had in any completed window (decayed)."""
+    """One beneficiary: known senders (LRU), recent inflows (time, sender, new?), and
+    decayed counts of inflows and of inflows from new senders in completed windows."""
 
-    __slots__ = ("bucket", "bucket_new", "known", "peak", "recent")
+    __slots__ = ("all_hist", "bucket", "bucket_all", "bucket_new", "known", "new_hist",
+                 "recent")
 
     def __init__(self, max_recent: int) -> None:
         self.known: dict[str, None] = {}
-        self.recent: deque[tuple[float, str]] = deque(maxlen=max_recent)
+        self.recent: deque[tuple[float, str, bool]] = deque(maxlen=max_recent)
         self.bucket = -1
         self.bucket_new = 0
-        self.peak = 0.0
+        self.bucket_all = 0
+        self.new_hist = 0.0
+        self.all_hist = 0.0
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.known, self.recent, self.bucket, self.bucket_new, self.peak)
+        return (self.known, self.recent, self.bucket, self.bucket_new, self.bucket_all,
+                self.new_hist, self.all_hist)
 
     def __setstate__(self, s: tuple[Any, ...]) -> None:
-        self.known, self.recent, self.bucket, self.bucket_new, self.peak = s
+        (self.known, self.recent, self.bucket, self.bucket_new, self.bucket_all,
+         self.new_hist, self.all_hist) = s
 
 
 class FanIn(Detector):
     """Many distinct senders, new to one beneficiary, pay it within a window (fan-in:
-    collection account, the placement end of a laundering network).
+    a collection account, the placement end of a laundering network).
 
     Per beneficiary (``counterparty_id``): the senders it has received from (up to
-    ``max_senders``, least recent forgotten), its recent first payments from new senders,
-    and ``peak``: the most new senders it had in any earlier completed window (decaying by
-    ``peak_decay`` per window). The raw evidence is the distinct new senders in the last
-    ``window_seconds`` minus that peak, so a shop or a charity that always gains new
-    payers is judged against its own normal; ``mid`` and ``alarm`` are on that excess.
-    During the first ``warmup_seconds`` of event time everything is learnt and nothing
-    scored: every sender is new then.
+    ``max_senders``, least recent forgotten), its recent inflows, and how often in
+    earlier windows an inflow came from a new sender (decayed counts, ``history_decay``
+    per window). Until a beneficiary has its own history, that fraction is its peers':
+    the fraction of recent inflows of the same kind (``peer_fields``: card payments to
+    shops have new payers all the time, transfers between accounts seldom; about
+    ``population_horizon`` of them) that came from new senders, blended in as
+    ``prior_strength`` inflows. The raw
+    evidence is the number of distinct new senders in the last ``window_seconds`` minus
+    the number expected from that fraction and the inflows in the window, so an account
+    paid by the same tenants every month gaining eight new payers stands out, while a
+    shop or a cash-out agent whose payers are always new does not. ``mid`` and
+    ``alarm`` are on that excess. During the first ``warmup_seconds`` of event time
+    everything is learnt and nothing scored: every sender is new then.
 
     Parameters
     ----------
     window_seconds
         Window over which new senders are counted (event time).
     mid, alarm
-        Excess new senders (count minus the beneficiary's usual peak) scored 0.5 and 0.9.
+        Excess new senders (count minus expected) scored 0.5 and 0.9.
     max_senders
         Known senders remembered per beneficiary.
-    peak_decay
-        Factor applied to the remembered peak per completed window.
+    history_decay
+        Factor applied to a beneficiary's counts per completed window.
+    prior_strength
+        Inflows the population's fraction weighs against the beneficiary's own.
+    population_horizon
+        Effective memory (inflows) of each peer group's new-sender fraction.
+    peer_fields
+        Event fields naming the peer group of an inflow.
+    max_recent
+        Inflows kept per beneficiary for the window count.
     warmup_seconds
         Event time after the first event during which nothing is scored.
     max_entities, ttl_seconds
@@ -96,14 +114,14 @@ class FanIn(Detector):
     --------
     >>> from watchfloor.detectors.testkit import START, feed, make_event
     >>> det = FanIn(warmup_seconds=0.0)
-    >>> rent = [make_event("financial", _ts=START + d * _DAY, account_id=f"T{d % 3}",
-    ...                    counterparty_id="LANDLORD") for d in range(30)]
-    >>> t = START + 31 * _DAY
+    >>> rent = [make_event("financial", _ts=START + d * _DAY, account_id=f"T{d // 3 % 3}",
+    ...                    counterparty_id="LANDLORD") for d in range(0, 60, 3)]
+    >>> t = START + 61 * _DAY
     >>> placement = [make_event("financial", _ts=t + 3_600 * i, account_id=f"SMURF-{i}",
-    ...                         counterparty_id="COLLECTOR", amount=900.0) for i in range(6)]
+    ...                         counterparty_id="LANDLORD", amount=900.0) for i in range(6)]
     >>> s = feed(det, rent + placement)[-1]
     >>> s.score > 0.9, s.reason
-    (True, '6 new senders paid COLLECTOR within 7d (usual peak 0)')
+    (True, '6 new senders paid LANDLORD within 14d (1.8 expected from its history)')
     >>> det.score_one(make_event("financial", _ts=t, account_id="T1",
     ...                          counterparty_id="LANDLORD")).score
     0.0
@@ -115,31 +133,43 @@ class FanIn(Detector):
 
     def __init__(
         self,
-        window_seconds: float = 7 * _DAY,
-        mid: float = 3.0,
-        alarm: float = 5.0,
+        window_seconds: float = 14 * _DAY,
+        mid: float = 2.5,
+        alarm: float = 4.0,
         max_senders: int = 256,
-        peak_decay: float = 0.9,
+        history_decay: float = 0.9,
+        prior_strength: float = 5.0,
+        population_horizon: float = 2_000.0,
+        peer_fields: tuple[str, ...] = ("tx_type", "channel"),
+        max_recent: int = 64,
         warmup_seconds: float = 7 * _DAY,
         max_entities: int = 100_000,
         ttl_seconds: float = 60 * _DAY,
     ) -> None:
         if window_seconds <= 0 or not 0 < mid < alarm or max_senders < 1:
             raise ValueError("need window_seconds > 0, 0 < mid < alarm, max_senders >= 1")
-        if not 0.0 <= peak_decay <= 1.0 or warmup_seconds < 0:
-            raise ValueError("need 0 <= peak_decay <= 1 and warmup_seconds >= 0")
+        if not 0.0 <= history_decay <= 1.0 or prior_strength <= 0 or population_horizon < 1:
+            raise ValueError("need 0 <= history_decay <= 1, prior_strength > 0, "
+                             "population_horizon >= 1")
+        if warmup_seconds < 0 or max_recent < alarm:
+            raise ValueError("need warmup_seconds >= 0 and max_recent >= alarm")
         self.window_seconds = window_seconds
         self.mid = mid
         self.alarm = alarm
         self.max_senders = max_senders
-        self.peak_decay = peak_decay
+        self.history_decay = history_decay
+        self.prior_strength = prior_strength
+        self.population_horizon = population_horizon
+        self.peer_fields = tuple(peer_fields)
+        self.max_recent = max_recent
         self.warmup_seconds = warmup_seconds
         self.max_entities = max_entities
         self.ttl_seconds = ttl_seconds
-        self._max_recent = 4 * math.ceil(alarm) + 8
         self._window = _window_text(window_seconds) if window_seconds < _DAY else (
             f"{window_seconds / _DAY:.0f}d")
         self._scoring_from: float | None = None
+        # peer group -> [decayed inflows from new senders, decayed inflows]
+        self._peers: EntityTable[list[float]] = EntityTable(1_024, 365 * _DAY)
         self._table: EntityTable[_Inflows] = EntityTable(max_entities, ttl_seconds)
 
     def learn_one(self, event: Mapping[str, Any]) -> None:
@@ -147,23 +177,35 @@ class FanIn(Detector):
         if self._scoring_from is None:
             self._scoring_from = now + self.warmup_seconds
         inf = self._table.setdefault(event["counterparty_id"], now,
-                                     lambda: _Inflows(self._max_recent))
+                                     lambda: _Inflows(self.max_recent))
         bucket = int(now // self.window_seconds)
         if bucket > inf.bucket:
             if inf.bucket >= 0:
-                inf.peak = max(inf.peak * self.peak_decay ** (bucket - inf.bucket),
-                               float(inf.bucket_new))
-            inf.bucket, inf.bucket_new = bucket, 0
+                keep = self.history_decay ** (bucket - inf.bucket)
+                inf.new_hist = inf.new_hist * keep + inf.bucket_new
+                inf.all_hist = inf.all_hist * keep + inf.bucket_all
+            inf.bucket, inf.bucket_new, inf.bucket_all = bucket, 0, 0
         sender = event["account_id"]
         known = inf.known
-        if sender in known:
+        is_new = sender not in known
+        if not is_new:
             del known[sender]  # the dict's order is the LRU order
-        else:
-            inf.recent.append((now, sender))
-            inf.bucket_new += 1
-            if len(known) >= self.max_senders:
-                del known[next(iter(known))]
+        elif len(known) >= self.max_senders:
+            del known[next(iter(known))]
         known[sender] = None
+        # A duplicate (same sender, already known) adds an inflow but no new sender.
+        inf.recent.append((now, sender, is_new))
+        inf.bucket_new += is_new
+        inf.bucket_all += 1
+        fade = 1.0 - 1.0 / self.population_horizon
+        peer = self._peers.setdefault(self._group(event), now, lambda: [0.0, 0.0])
+        peer[0] = peer[0] * fade + is_new
+        peer[1] = peer[1] * fade + 1.0
+
+    def _group(self, event: Mapping[str, Any]) -> str:
+        parts = [v[:32].upper() for f in self.peer_fields
+                 if type(v := event.get(f)) is str and v]
+        return "|".join(parts)
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
         now = event["_ts"]
@@ -174,45 +216,58 @@ class FanIn(Detector):
         if inf is not None and sender in inf.known:
             return NORMAL
         senders = {sender}
-        peak = 0.0
+        inflows = 1
+        new_hist = all_hist = 0.0
         if inf is not None:
             since = now - self.window_seconds
-            for t, s in reversed(inf.recent):
+            for t, s, is_new in reversed(inf.recent):
                 if t <= since:
                     break
-                senders.add(s)
-            peak = inf.peak
+                inflows += 1
+                if is_new:
+                    senders.add(s)
+            new_hist, all_hist = inf.new_hist, inf.all_hist
         count = len(senders)
-        excess = count - peak
+        if count < self.mid:
+            return NORMAL
+        peer = self._peers.get(self._group(event))
+        pop = peer[0] / peer[1] if peer is not None and peer[1] else 1.0
+        k = self.prior_strength
+        frac = (new_hist + k * pop) / (all_hist + k)
+        expected = frac * inflows
+        excess = count - expected
         if excess < self.mid - 1:
             return NORMAL
         score = logistic(excess, self.mid, self.alarm)
         return Score(
             score,
             f"{count} new senders paid {event['counterparty_id']} within {self._window} "
-            f"(usual peak {peak:.0f})",
-            float(count),
+            f"({expected:.1f} expected from its history)",
+            excess,
         )
 
     @classmethod
     def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         yield {"warmup_seconds": 0.0}
-        yield {"warmup_seconds": 0.0, "max_senders": 4, "max_entities": 10}
+        yield {"warmup_seconds": 0.0, "max_senders": 4, "max_recent": 8, "max_entities": 10}
 
     @classmethod
     def _conformance_stream(cls, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """A shop gaining new customers every week, tenants paying rent; then six new
-        accounts pay one collector within a few days."""
+        """A shop gaining a new customer every half hour, accounts paying their regular
+        payees; then six new accounts pay one of those payees within a few days."""
         from watchfloor.detectors.testkit import START, financial_traffic, make_event, merge
 
         rng = random.Random(seed)
         shop = [make_event("financial", _ts=START + 1_800 * i + 5, account_id=f"CUST-{i}",
-                           counterparty_id="SHOP", amount=round(rng.uniform(5, 80), 2))
-                for i in range(500)]  # a new customer every half hour, for ~10 days
-        normal = merge(financial_traffic(seed, n=1_500, rate=1_500 / (10 * _DAY)), shop)
+                           counterparty_id="SHOP", amount=round(rng.uniform(5, 80), 2),
+                           channel="card")
+                for i in range(1_500)]  # ~31 days
+        normal = merge(financial_traffic(seed, n=1_500, rate=1_500 / (31 * _DAY),
+                                         accounts=10), shop)
         t = normal[-1]["_ts"]
+        payee = next(e["counterparty_id"] for e in normal if e["account_id"] == "ACC-0003")
         placement = [make_event("financial", _ts=t + 7_200 * (i + 1), account_id=f"SM-{i}",
-                                counterparty_id="ACC-0003", amount=round(rng.uniform(800, 990)))
+                                counterparty_id=payee, amount=round(rng.uniform(800, 990)))
                      for i in range(6)]
         return normal, placement
 
@@ -426,13 +481,14 @@ class Cycle(Detector):
     Keeps a bounded graph of recent payments: per sender, its last ``max_out``
     recipients with the time and amount of the latest payment to each. When a payment
     ``x -> a`` arrives, it searches the payments out of ``a`` for a path
-    ``a -> ... -> x`` moving forward in time within ``window_seconds``, every hop carrying
-    at least ``min_ratio`` and at most ``1 / min_ratio`` of the closing amount (visiting
-    at most ``max_visits`` edges). Two-account loops (refunds, friends settling up) are
-    not cycles: at least 3 accounts. The raw evidence is the smallest amount ratio along
-    the loop; ``mid`` and ``alarm`` are on it, so a loop that returns 80 % of what left
-    scores 0.9. Detections are keyed by the origin (``counterparty_id`` of the closing
-    payment), with the closing sender as link.
+    ``a -> ... -> x`` moving forward in time within ``window_seconds``, each hop made at
+    most ``max_hop_seconds`` after the previous one and passing on between
+    ``min_ratio`` and ``1 + max_added`` of what the previous hop carried (laundered money
+    moves on quickly, minus fees; visiting at most ``max_visits`` edges). Two-account
+    loops (refunds, friends settling up) are not cycles: at least 3 accounts. The raw
+    evidence is the share of the first payment that came back; ``mid`` and ``alarm`` are
+    on it, so a loop returning 80 % of what left scores 0.9. Detections are keyed by the
+    origin (``counterparty_id`` of the closing payment), with the closing sender as link.
 
     Parameters
     ----------
@@ -440,8 +496,11 @@ class Cycle(Detector):
         Most payments in a cycle (the closing one included).
     window_seconds
         Longest time from the first payment to the closing one.
-    min_ratio
-        Amount ratio (smaller/larger) every hop must keep with the closing payment.
+    max_hop_seconds
+        Longest time between one hop and the next.
+    min_ratio, max_added
+        Each hop carries at least ``min_ratio`` and at most ``1 + max_added`` times what
+        the previous one carried.
     mid, alarm
         Smallest amount ratio along the loop scored 0.5 and 0.9.
     max_out
@@ -479,7 +538,9 @@ class Cycle(Detector):
         self,
         max_hops: int = 5,
         window_seconds: float = 7 * _DAY,
-        min_ratio: float = 0.5,
+        max_hop_seconds: float = 2 * _DAY,
+        min_ratio: float = 0.7,
+        max_added: float = 0.02,
         mid: float = 0.5,
         alarm: float = 0.8,
         max_out: int = 32,
@@ -491,9 +552,13 @@ class Cycle(Detector):
             raise ValueError("need 3 <= max_hops <= 8 and window_seconds > 0")
         if not 0.0 < min_ratio <= 1.0 or not mid < alarm or max_out < 1 or max_visits < 1:
             raise ValueError("need 0 < min_ratio <= 1, mid < alarm, max_out, max_visits >= 1")
+        if max_hop_seconds <= 0 or max_added < 0:
+            raise ValueError("need max_hop_seconds > 0 and max_added >= 0")
         self.max_hops = max_hops
         self.window_seconds = window_seconds
+        self.max_hop_seconds = max_hop_seconds
         self.min_ratio = min_ratio
+        self.max_added = max_added
         self.mid = mid
         self.alarm = alarm
         self.max_out = max_out
@@ -521,16 +586,20 @@ class Cycle(Detector):
         out[cp] = (now, amount)
 
     def _search(self, origin: str, closer: str, now: float, amount: float) -> list[Any] | None:
-        """A path origin -> ... -> closer (>= 2 edges), forward in time, amounts close to
-        ``amount``; returns [(account, time, amount), ...] from origin, or None."""
-        lo, hi = amount * self.min_ratio, amount / self.min_ratio
-        since = now - self.window_seconds
+        """A path origin -> ... -> closer (>= 2 edges) that the closing payment of
+        ``amount`` at ``now`` completes: forward in time, each hop soon after the previous
+        and passing on a similar or slightly smaller amount. Returns [(account, time,
+        amount), ...] from origin, or None."""
+        lo, hi = self.min_ratio, 1.0 + self.max_added
+        since, gap = now - self.window_seconds, self.max_hop_seconds
         table = self._table
         visits = 0
-        # Depth-first over (node, time of the edge into it, path so far).
-        stack: list[tuple[str, float, list[tuple[str, float, float]]]] = [(origin, since, [])]
+        # Depth-first over (node, time and amount of the edge into it, path so far).
+        stack: list[tuple[str, float, float, list[tuple[str, float, float]]]] = [
+            (origin, since, 0.0, [])
+        ]
         while stack:
-            node, t_in, path = stack.pop()
+            node, t_in, x_in, path = stack.pop()
             out = table.get(node)
             if not out:
                 continue
@@ -538,17 +607,20 @@ class Cycle(Detector):
                 visits += 1
                 if visits > self.max_visits:
                     return None
-                if t < t_in or t > now or not lo <= x <= hi:
+                if t < t_in or t > now or (path and t - t_in > gap):
+                    continue
+                if path and not lo * x_in <= x <= hi * x_in:
                     continue
                 step = [*path, (nxt, t, x)]
                 if nxt == closer:
-                    if len(step) >= 2:
+                    # The closing payment must follow the last hop like any other hop.
+                    if len(step) >= 2 and now - t <= gap and lo * x <= amount <= hi * x:
                         return step
                     continue
                 if nxt == origin or any(p[0] == nxt for p in path):
                     continue
                 if len(step) < self.max_hops - 1:
-                    stack.append((nxt, t, step))
+                    stack.append((nxt, t, x, step))
         return None
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
@@ -562,8 +634,7 @@ class Cycle(Detector):
         if path is None:
             return NORMAL
         first = path[0][2]
-        amounts = [x for _, _, x in path] + [amount]
-        ratio = min(min(a, first) / max(a, first) for a in amounts)
+        ratio = min(amount / first, 1.0)
         score = logistic(ratio, self.mid, self.alarm)
         route = " -> ".join([origin, *(p[0] for p in path), origin])
         hours = (event["_ts"] - path[0][1]) / _HOUR

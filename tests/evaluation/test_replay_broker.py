@@ -9,6 +9,7 @@ import secrets
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -97,3 +98,23 @@ def test_replay_speed_keeps_the_spacing(
     got = asyncio.run(collect(broker, topic, until=lambda r: len(r) >= 3, timeout=30))
     assert [e["event_id"] for e in got] == ["argus-2", "argus-4", "argus-3"]
     capsys.readouterr()
+
+
+def test_replay_paysim_keys_by_account_and_skips_bad_rows(
+    broker: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    data = Path(__file__).parent / "data" / "paysim_sample.csv"
+    topic = f"replay-{secrets.token_hex(4)}"
+    asyncio.run(_create(broker, topic, 2))
+    monkeypatch.setenv("WATCHFLOOR_BROKER", f"kafka://{broker}")
+    assert main(["replay", "paysim", str(data), "--topic", topic]) == 0
+    out = capsys.readouterr()
+    summary = orjson.loads(out.out)
+    assert summary["sent"] == 4 and summary["read"]["skipped"] == 3
+    assert "3 skipped (line 6: amount" in out.err
+    got = asyncio.run(collect(broker, topic, until=lambda r: len(r) >= 4, timeout=30))
+    for ev in got:
+        decoded = decode("financial", orjson.dumps(ev), 65536)
+        assert decoded["balance_after"] >= 0 and "isFraud" not in ev and "label" not in ev
+    assert {e["account_id"] for e in got} == {"C1231006815", "C1305486145", "C840083671",
+                                              "C712410124"}

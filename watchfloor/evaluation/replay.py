@@ -3,7 +3,9 @@
 Events go out in event-time order, keyed by the domain's entity field
 (``ENTITY_FIELDS``: ``src_ip``, ``account_id``) so one entity's events stay in order on one
 partition, as the simulator keys them. Labels are not published: the input topic carries
-what a sensor would send.
+what a sensor would send. Records get the publish time as their Kafka timestamp, not the
+capture's: a capture from 2011 would otherwise be past the topic's retention at once (the
+worker judges events by their own ``ts``, so old captures replay as they happened).
 
 Order: flow exporters write a record when its flow ends, so files are only nearly sorted
 by start time. Records pass through a sort window (:func:`~watchfloor.evaluation.formats.

@@ -41,12 +41,6 @@ DAY = 86_400.0
 Event = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def stream() -> list[tuple[str, Event]]:
-    """The default configuration's 200k-event stream, each event decoded (with ``_ts``)."""
-    return [(d, decode(d, encode(e))) for d, e in Simulator(seed=11).events(N)]
-
-
 def by_campaign(stream: list[tuple[str, Event]], threat: str) -> dict[str, list[Event]]:
     out: dict[str, list[Event]] = defaultdict(list)
     for _, e in stream:
@@ -123,7 +117,8 @@ def test_catalogue_names_and_detectors() -> None:
     assert set(THREAT_DETECTORS) == set(THREAT_TYPES)
     config = yaml.safe_load((ROOT / "topics.yaml").read_text())
     configured = {d["name"] for dets in config["detectors"].values() for d in dets}
-    assert set(THREAT_DETECTORS.values()) == configured
+    # Every threat's detector runs in the default configuration (it may run others too).
+    assert set(THREAT_DETECTORS.values()) <= configured
     catalogue = (ROOT / "docs" / "threats.md").read_text()
     for threat, detector in THREAT_DETECTORS.items():
         assert f"| `{threat}` |" in catalogue and f"| `{detector}` |" in catalogue
@@ -137,8 +132,9 @@ def test_every_threat_and_lookalike_appears(stream: list[tuple[str, Event]]) -> 
     lookalikes = Counter(e["sim"]["lookalike"] for _, e in stream)
     assert set(THREAT_TYPES) <= set(threats)
     assert set(LOOKALIKES) <= set(lookalikes)
-    # Threats are rare: a detector cannot win by flagging everything.
-    assert sum(v for k, v in threats.items() if k) < 0.01 * N
+    # Threats are rare: a detector flagging everything has a precision below 0.05. (A
+    # horizontal scan or a flood is hundreds of flows by itself.)
+    assert sum(v for k, v in threats.items() if k) < 0.05 * N
 
 
 def test_no_threat_in_the_warm_up_day(stream: list[tuple[str, Event]]) -> None:
@@ -175,8 +171,16 @@ def test_entities_have_their_own_habits(stream: list[tuple[str, Event]]) -> None
 
 
 # -- threats exactly as catalogued ------------------------------------------------------
+def original(campaigns: dict[str, list[Event]]) -> list[list[Event]]:
+    """The campaigns of the original shape (``<threat>-<n>``); the real-network shapes
+    (``<threat>-<shape>-<n>``) are tested in ``test_real_network.py``."""
+    out = [v for k, v in campaigns.items() if re.fullmatch(r"[a-z_]+-\d+", k)]
+    assert len(out) >= 3
+    return out
+
+
 def test_port_scan(stream: list[tuple[str, Event]]) -> None:
-    for events in by_campaign(stream, "port_scan").values():
+    for events in original(by_campaign(stream, "port_scan")):
         assert len({e["src_ip"] for e in events}) == 1
         assert len({e["dst_ip"] for e in events}) <= 3
         ports = defaultdict(set)
@@ -198,7 +202,7 @@ def test_exfiltration(stream: list[tuple[str, Event]]) -> None:
 
 
 def test_beaconing(stream: list[tuple[str, Event]]) -> None:
-    for events in by_campaign(stream, "beaconing").values():
+    for events in original(by_campaign(stream, "beaconing")):
         assert len({(e["src_ip"], e["dst_ip"]) for e in events}) == 1
         assert len(events) >= 12
         ts = sorted(e["_ts"] for e in events)
@@ -312,11 +316,15 @@ def test_impossible_travel_and_plausible_background(stream: list[tuple[str, Even
     assert frequent and all(len({e["crossing_point"] for e in v}) >= 4 for v in frequent)
 
 
-def test_stolen_document_and_near_misses(stream: list[tuple[str, Event]]) -> None:
+def test_stolen_document_and_near_misses(
+    stream: list[tuple[str, Event]], raw_stream: list[tuple[str, Event]]
+) -> None:
     listed = set(lost_stolen())
     events = [e for c in by_campaign(stream, "stolen_document").values() for e in c]
     assert all(norm_doc(e["document_id"]) in listed for e in events)
-    assert any(e["document_id"] not in listed for e in events)  # written differently
+    # Sensors write a listed document differently (decoding makes it one id again).
+    raw = [e for c in by_campaign(raw_stream, "stolen_document").values() for e in c]
+    assert any(e["document_id"] not in listed for e in raw)
     for d, e in stream:
         if d != "border" or e["sim"]["threat"]:
             continue

@@ -27,6 +27,9 @@ THREAT_TYPES: tuple[str, ...] = (
     "exfiltration",
     "beaconing",
     "dns_tunnel",
+    "brute_force",
+    "spam",
+    "flood",
     "structuring",
     "fan_out",
     "account_takeover",
@@ -43,6 +46,9 @@ THREAT_DETECTORS: dict[str, str] = {
     "exfiltration": "exfiltration",
     "beaconing": "beaconing",
     "dns_tunnel": "flow_halfspace",
+    "brute_force": "brute_force",
+    "spam": "spam",
+    "flood": "flood",
     "structuring": "structuring",
     "fan_out": "fan_out",
     "account_takeover": "amount_anomaly",
@@ -54,7 +60,10 @@ THREAT_DETECTORS: dict[str, str] = {
 }
 
 THREAT_DOMAINS: dict[str, str] = {
-    **dict.fromkeys(("port_scan", "exfiltration", "beaconing", "dns_tunnel"), "network"),
+    **dict.fromkeys(
+        ("port_scan", "exfiltration", "beaconing", "dns_tunnel", "brute_force", "spam", "flood"),
+        "network",
+    ),
     **dict.fromkeys(
         ("structuring", "fan_out", "account_takeover", "high_risk_transfer"), "financial"
     ),
@@ -77,6 +86,18 @@ LOOKALIKES: tuple[str, ...] = (
     "similar_name",
     "near_miss_document",
     "frequent_traveller",
+    # Real-network look-alikes (issue 10; watchfloor.simulation.network_lookalikes).
+    "p2p_client",
+    "nat_gateway",
+    "backscatter",
+    "av_update",
+    "cdn_poll",
+    "ntp_poll",
+    "dns_poll",
+    "multicast",
+    "ssh_automation",
+    "mail_relay",
+    "update_rollout",
 )
 
 DAY = 86_400.0

@@ -327,22 +327,21 @@ class NetworkScript:
             for target in targets:
                 ports = rng.sample(range(1, 10_000), rng.randint(40, 120))
                 for port in ports:
-                    self.add(
-                        t0 + rng.uniform(0, window),
-                        "network",
-                        {
-                            "src_ip": src.ip,
-                            "dst_ip": target.ip,
-                            "dst_port": port,
-                            "protocol": "tcp",
-                            "bytes_out": rng.randint(40, 120),
-                            "bytes_in": rng.choice((0, 0, 40, 54, 60)),
-                            "duration_ms": round(rng.uniform(0.1, 40.0), 2),
-                            "sensor": src.sensor,
-                            "country": src.country,
-                        },
-                        _sim("port_scan", cid),
-                    )
+                    t = t0 + rng.uniform(0, window)
+                    probe = {
+                        "src_ip": src.ip,
+                        "dst_ip": target.ip,
+                        "dst_port": port,
+                        "protocol": "tcp",
+                        "bytes_out": rng.randint(40, 120),
+                        "bytes_in": rng.choice((0, 0, 40, 54, 60)),
+                        "duration_ms": round(rng.uniform(0.1, 40.0), 2),
+                        "sensor": src.sensor,
+                        "country": src.country,
+                    }
+                    # A closed port answers with a reset; a filtered one not at all.
+                    probe["conn_state"] = "REJ" if probe["bytes_in"] else "S0"
+                    self.add(t, "network", probe, _sim("port_scan", cid))
 
     def exfiltration(self) -> None:
         rng, s = self.rng, self.s

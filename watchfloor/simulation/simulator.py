@@ -54,6 +54,9 @@ from watchfloor.simulation.common import (
 )
 from watchfloor.simulation.financial import Account, FinancialScript, FinancialTraffic
 from watchfloor.simulation.network import Host, NetworkScript, NetworkTraffic
+from watchfloor.simulation.network_attacks import RealNetworkAttacks
+from watchfloor.simulation.network_lookalikes import RealNetworkLookalikes
+from watchfloor.simulation.network_records import record
 
 
 class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
@@ -79,6 +82,11 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         one) for shorter streams so that campaigns do not dominate them.
     mix
         Share of background events per domain.
+    real_network
+        Add what real networks have (issue 10): benign P2P clients, a NAT gateway,
+        backscatter, pollers, multicast, SSH automation, a mail relay, update roll-outs,
+        and (with ``threats``) horizontal/block/telnet scans, jittery beacons, password
+        guessing, spam and floods. ``False`` gives the original, cleaner world.
 
     Notes
     -----
@@ -97,6 +105,7 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         threats: bool = True,
         campaigns: int = 3,
         mix: dict[str, float] | None = None,
+        real_network: bool = True,
     ) -> None:
         if days <= 0:
             raise ValueError(f"days must be positive, got {days}")
@@ -108,6 +117,7 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         self.end = self.start + self.days * DAY
         self.threats = threats
         self.campaigns = campaigns
+        self.real_network = real_network
         mix = dict(DEFAULT_MIX if mix is None else mix)
         if set(mix) - set(DOMAINS) or not any(v > 0 for v in mix.values()):
             raise ValueError(f"mix must weight some of {DOMAINS}, got {mix}")
@@ -197,6 +207,8 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
                 "ts": ms if domain == "financial" else rfc3339(ms),
             }
             ev.update(payload)
+            if domain == "network":
+                record(ev)
             ev["sim"] = sim
             return ev
 
@@ -239,7 +251,9 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
 
 
 
-class _Script(NetworkScript, FinancialScript, BorderScript):
+class _Script(
+    NetworkScript, FinancialScript, BorderScript, RealNetworkLookalikes, RealNetworkAttacks
+):
     """Clock-driven events of one stream: look-alikes, campaigns and victims' history."""
 
     def __init__(self, sim: Simulator, rng: random.Random, n: int) -> None:
@@ -320,6 +334,11 @@ class _Script(NetworkScript, FinancialScript, BorderScript):
             self.impossible_travel()
             self.stolen_document()
             self.unusual_route()
+        if self.s.real_network:
+            # After everything above, and on their own random streams: the patterns
+            # above come out exactly as without them.
+            self.real_network_lookalikes()
+            self.real_network_attacks()
         return self.out
 
     # -- look-alikes -------------------------------------------------------------------------

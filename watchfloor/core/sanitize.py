@@ -63,4 +63,27 @@ def escape_line(value: Any, limit: int = 1000) -> str:
     return f"{text[:limit]}…(+{len(text) - limit} more)"
 
 
-__all__ = ["escape", "escape_line"]
+def escape_json(text: str) -> str:
+    """JSON text with every non-printable character written as a JSON ``\\u`` escape.
+
+    Still the same JSON (a parser reads the same values), but safe on a terminal: JSON
+    encoders escape C0 controls already, not DEL, C1 or bidi controls.
+
+    >>> print(escape_json('{"id": "a\u202eb\x7f"}'))
+    {"id": "a\\u202eb\\u007f"}
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == "\n":
+            out.append(ch)
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:  # astral: a UTF-16 surrogate pair, as JSON spells it
+            code = ord(ch) - 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    return "".join(out)
+
+
+__all__ = ["escape", "escape_json", "escape_line"]

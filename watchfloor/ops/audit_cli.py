@@ -36,6 +36,7 @@ import orjson
 
 from watchfloor.alerts.anchors import DEFAULT_GRACE_SECONDS, audit_key, check
 from watchfloor.alerts.audit import verify
+from watchfloor.core.sanitize import escape, escape_json
 
 # Records whose Kafka timestamp is this much older than --since are still read: the
 # record's own ``time`` is what is filtered on, and the broker's clock may differ a little.
@@ -411,7 +412,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
         else:
             print(f"{topic}: {_plural(len(entries), 'message')}")
-            print("\n".join(lines))
+            # Record fields are quoted in the report: escaped for the terminal.
+            print("\n".join(escape(line) for line in lines))
         return 0 if ok else 1
 
     agencies = [a.name for a in cfg.agencies]
@@ -435,9 +437,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     records = select(entries, args.agency, since)
     for r in records:
         if args.json:
-            sys.stdout.write(orjson.dumps(r).decode() + "\n")
+            sys.stdout.write(escape_json(orjson.dumps(r).decode()) + "\n")
         else:
-            print(format_delivery(r))
+            print(escape(format_delivery(r)))
     if not args.json:
         who = args.agency or "all agencies"
         print(

@@ -154,24 +154,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # -- tail ----------------------------------------------------------------------
 def format_alert(alert: dict) -> str:
-    """One readable line (or two) for an alert as an operations centre receives it."""
+    """One readable line (or two) for an alert as an operations centre receives it.
+
+    Every value is escaped (:func:`watchfloor.core.sanitize.escape`): ids and reasons come
+    from sensors, and an escape sequence in one must not redraw the operator's screen.
+    """
+    from watchfloor.core.sanitize import escape as e
+
     if alert.get("kind") == "deconfliction":
         others = ", ".join(
-            f"{o.get('agency')} ({o.get('alert_id')})" for o in alert.get("others", [])
+            f"{e(o.get('agency'))} ({e(o.get('alert_id'))})" for o in alert.get("others", [])
         )
-        return f"[DECONFLICT] {alert.get('alert_id')} also held by: {others}"
-    sev = str(alert.get("severity", "?")).upper()
-    ents = ", ".join(f"{e.get('type')}:{e.get('id')}" for e in alert.get("entities", []))
+        return f"[DECONFLICT] {e(alert.get('alert_id'))} also held by: {others}"
+    sev = e(str(alert.get("severity", "?")).upper())
+    ents = ", ".join(f"{e(x.get('type'))}:{e(x.get('id'))}" for x in alert.get("entities", []))
     dets = "; ".join(
-        f"{d.get('detector')}" + (f": {d['reason']}" if d.get("reason") else "")
+        e(d.get("detector")) + (f": {e(d['reason'])}" if d.get("reason") else "")
         for d in alert.get("detections", [])[-3:]
     )
     score = alert.get("score")
     score_txt = f" score {score:.2f}" if isinstance(score, int | float) else ""
     return (
-        f"[{sev:8}] {alert.get('updated_at', alert.get('created_at', ''))} "
-        f"{alert.get('alert_id')} v{alert.get('version')}{score_txt} "
-        f"domains={','.join(alert.get('domains', []))} entities={ents}\n           {dets}"
+        f"[{sev:8}] {e(alert.get('updated_at', alert.get('created_at', '')))} "
+        f"{e(alert.get('alert_id'))} v{e(alert.get('version'))}{score_txt} "
+        f"domains={e(','.join(map(str, alert.get('domains', []))))} entities={ents}\n"
+        f"           {dets}"
     )
 
 
@@ -184,6 +191,7 @@ async def _tail(
     timeout: float | None,
     security: dict | None = None,
 ) -> int:
+    from watchfloor.core.sanitize import escape_json
     from watchfloor.kafka.clients import assigned_consumer
 
     consumer = await assigned_consumer(bootstrap, topic, from_beginning, security=security)
@@ -203,7 +211,8 @@ async def _tail(
             for records in batch.values():
                 for rec in records:
                     if as_json:
-                        sys.stdout.write(rec.value.decode("utf-8", "replace") + "\n")
+                        text = rec.value.decode("utf-8", "replace")
+                        sys.stdout.write(escape_json(text) + "\n")
                     else:
                         try:
                             print(format_alert(orjson.loads(rec.value)))
@@ -378,18 +387,21 @@ def main(argv: list[str] | None = None) -> int:
     from aiokafka.errors import KafkaError
 
     from watchfloor.config import ConfigError
+    from watchfloor.core.keys import WeakKeyError
+    from watchfloor.core.sanitize import escape_line
     from watchfloor.detectors.registry import DetectorConfigError
     from watchfloor.kafka.security import SecurityConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DetectorConfigError, SecurityConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, DetectorConfigError, SecurityConfigError, WeakKeyError) as exc:
+        # Messages quote the configuration (and plugins' own text): escaped for the terminal.
+        print(f"error: {escape_line(exc)}", file=sys.stderr)
         return 2
     except KafkaError as exc:
         # Refused (authorization, authentication) or unreachable: say so, no traceback.
-        print(f"error: Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: Kafka: {type(exc).__name__}: {escape_line(exc)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

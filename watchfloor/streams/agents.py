@@ -431,7 +431,9 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
         async for events in stream.take_events(rt.settings.batch_size, within=0.2):
             bad = []
             now = time.time()
-            for e in events:
+            # Publications first: feedback is accepted only for delivered alerts, and
+            # a batch may hold an alert's publication and its (quick) ack together.
+            for e in sorted(events, key=lambda e: e.message.topic in agency_of):
                 m = e.message
                 key = (m.topic, m.partition)
                 rt.feedback_next[key] = m.offset + 1

@@ -14,7 +14,7 @@ def _state_home() -> Path:
 
 
 #: Fields that may also be given as a file name in ``WATCHFLOOR_<FIELD>_FILE`` (secrets).
-_FILE_FIELDS = frozenset({"sasl_username", "sasl_password", "pseudonym_key"})
+_FILE_FIELDS = frozenset({"sasl_username", "sasl_password", "master_key", "pseudonym_key"})
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,10 @@ class Settings:
     # How long the group waits for a silent worker before giving its partitions to
     # another: the floor of takeover time after a crash.
     session_timeout: float = 10.0
-    # Secret: keyed HMAC for pseudonymised fields. repr=False keeps it out of logs.
+    # Secret: the master secret every per-purpose key (pseudonyms, checkpoint signing,
+    # audit anchors) is derived from (watchfloor.keys). repr=False keeps it out of logs.
+    master_key: str = field(default="", repr=False)
+    # The former name of master_key, still accepted when master_key is unset.
     pseudonym_key: str = field(default="", repr=False)
     # Kafka authentication (docs/security.md). A username upgrades PLAINTEXT to
     # SASL_PLAINTEXT. The secret ones also read from WATCHFLOOR_<FIELD>_FILE.
@@ -48,6 +51,9 @@ class Settings:
     sasl_password: str = field(default="", repr=False)
     sasl_mechanism: str = "SCRAM-SHA-512"
     security_protocol: str = "PLAINTEXT"
+    # PEM file of the CA that signed the brokers' certificates (SSL/SASL_SSL); empty:
+    # the system trust store.
+    ssl_cafile: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -520,7 +520,7 @@ def test_valid_edge_events_are_accepted(msg: Valid) -> None:
 
 def _runtime() -> Runtime:
     return Runtime.build(
-        Settings(pseudonym_key="x" * 32),
+        Settings(master_key="62f615edd82641213cbe9db62e5454e5be11aa4d38ba106ee7925166f1b8d6ec"),
         config=load_config(ROOT / "topics.yaml"),
         registry=CollectorRegistry(),
     )

@@ -60,12 +60,18 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
+#: The workers' master secret in these tests (a weak one would be refused at start).
+TEST_MASTER_KEY = "62f615edd82641213cbe9db62e5454e5be11aa4d38ba106ee7925166f1b8d6ec"
+
+
 def worker_env(bootstrap: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("WATCHFLOOR_MASTER_KEY", None)
     env.update(
         WATCHFLOOR_BROKER=f"kafka://{bootstrap}",
         WATCHFLOOR_TOPICS_FILE=str(ROOT / "topics.yaml"),
-        WATCHFLOOR_PSEUDONYM_KEY="integration-test-key-not-secret",
+        # The variable's former name: alerts.anchors.audit_key still reads it.
+        WATCHFLOOR_PSEUDONYM_KEY=TEST_MASTER_KEY,
         WATCHFLOOR_BATCH_WITHIN="0.02",
     )
     env.update(extra)

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import Worker, metric_value, worker_env
+from tests.integration.conftest import TEST_MASTER_KEY, Worker, metric_value, worker_env
 from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.alerts.agreements import REDACTED, AgreementPlan
 from watchfloor.alerts.audit import record_hash, verify
@@ -38,6 +38,7 @@ from watchfloor.config import Config
 from watchfloor.core.alert_schema import ENVELOPE_FIELDS, SEVERITY_RANK, split_qualified
 from watchfloor.core.decoding import parse_ts
 from watchfloor.core.events import ENTITY_FIELDS
+from watchfloor.core.keys import derive_keys
 from watchfloor.detectors.network import INTERNAL_NETWORKS, _is_internal
 from watchfloor.ops.audit_cli import Entry, read_audit, verify_report
 from watchfloor.simulation import lost_stolen, multidomain_scenario
@@ -45,7 +46,8 @@ from watchfloor.simulation import lost_stolen, multidomain_scenario
 pytestmark = pytest.mark.broker
 
 HOUR = 3600.0
-TEST_KEY = b"integration-test-key-not-secret"  # WATCHFLOOR_PSEUDONYM_KEY of the worker fixture
+# The pseudonym key the worker fixture derives from its master secret.
+TEST_KEY = derive_keys(TEST_MASTER_KEY.encode()).pseudonym
 AGENCY_TOPICS = ("alerts.cert", "alerts.fiu", "alerts.border", "alerts.ctpu", "alerts.liaison")
 AUDIT = "audit.sharing"
 # Documents other integration tests put on the border topic.

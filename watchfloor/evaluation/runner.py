@@ -66,7 +66,8 @@ def run_offline(
     from watchfloor.settings import Settings
     from watchfloor.streams.runtime import Runtime
 
-    settings = Settings(topics_file=Path(topics_file), pseudonym_key="evaluate-offline")
+    # Offline: pseudonyms need not survive the run, so any strong secret will do.
+    settings = Settings(topics_file=Path(topics_file), master_key=secrets.token_hex(32))
     config = load_config(settings.topics_file)
     rt = Runtime.build(settings, config, CollectorRegistry())
     process = rt.processor.process

@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     from aiokafka.errors import KafkaError
 
     from watchfloor.config import ConfigError
+    from watchfloor.core.keys import WeakKeyError
     from watchfloor.core.sanitize import escape_line
     from watchfloor.detectors.registry import DetectorConfigError
     from watchfloor.kafka.security import SecurityConfigError
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DetectorConfigError, SecurityConfigError) as exc:
+    except (ConfigError, DetectorConfigError, SecurityConfigError, WeakKeyError) as exc:
         # Messages quote the configuration (and plugins' own text): escaped for the terminal.
         print(f"error: {escape_line(exc)}", file=sys.stderr)
         return 2

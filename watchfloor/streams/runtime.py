@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from watchfloor.alerts.stage import AlertStage
 from watchfloor.config import Config, load_config
 from watchfloor.detectors.engine import DomainEngine, build_engine, build_engines
 from watchfloor.detectors.registry import discover
+from watchfloor.keys import Keys, load_keys
 from watchfloor.settings import Settings
 from watchfloor.streams.checkpoint import Checkpointer
 from watchfloor.streams.metrics import Metrics
@@ -36,18 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def pseudonym_key(settings: Settings) -> bytes:
-    """The pseudonymisation key: ``WATCHFLOOR_PSEUDONYM_KEY``, or one generated once and
-    kept (mode 0600) in the state dir so pseudonyms stay stable across restarts. Production
-    deployments set it explicitly and share it between the workers of one group."""
-    if settings.pseudonym_key:
-        return settings.pseudonym_key.encode()
-    path = settings.state_dir / "pseudonym.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    """The pseudonymisation key: derived from the master secret (``watchfloor.keys``),
+    which raises WeakKeyError for a weak one."""
+    return load_keys(settings).pseudonym
+
+
+def plugin_packages(detectors: dict[str, Any]) -> set[str]:
+    """Top-level packages of detector plugins not shipped with watchfloor."""
+    modules = {d.cls.__module__ for d in detectors.values()}
+    return {m.split(".")[0] for m in modules if not m.startswith("watchfloor.")}
 
 
 @dataclass
@@ -58,7 +54,9 @@ class Runtime:
     processor: EventProcessor
     tracker: ResponseTracker
     checkpointer: Checkpointer
-    key: bytes = field(repr=False)
+    key: bytes = field(repr=False)  # the pseudonym key (agreements, alert ids)
+    # Every per-purpose key (pseudonym, checkpoint, audit) of the master secret.
+    keys: Keys | None = field(default=None, repr=False)
     stages: dict[int, AlertStage] = field(default_factory=dict)
     # Per detections partition: next offset covered by the stage's state, and the offset
     # below which records were already processed by a previous owner (see StateKeeper).
@@ -110,7 +108,9 @@ class Runtime:
 
         # Validate every detector now: configuration errors stop the worker at start.
         build_engines(config, detectors, on_error, on_detection)
-        key = pseudonym_key(settings)
+        # A weak master secret stops the worker here (after the configuration checks).
+        keys = load_keys(settings)
+        key = keys.pseudonym
         AlertStage(config, key)  # validates key length and agreements the same way
 
         def factory(domain: str) -> DomainEngine:
@@ -124,8 +124,12 @@ class Runtime:
                 factory, metrics, max_future_seconds=config.time.max_future_seconds
             ),
             tracker=ResponseTracker(),
-            checkpointer=Checkpointer(key),
+            # Plugin detectors' classes may appear in restored state; nothing else new.
+            checkpointer=Checkpointer(
+                keys.checkpoint, allowed_modules={d.cls.__module__ for d in detectors.values()}
+            ),
             key=key,
+            keys=keys,
         )
 
     # -- alert stages, one per detections partition -------------------------------

@@ -221,3 +221,16 @@ def test_zeek_concatenated_logs_follow_each_header(tmp_path: Path) -> None:
     p.write_text(one + one)
     recs, stats = read("zeek", p)
     assert len(recs) == 8 and stats.skipped == 4
+
+
+def test_zeek_hostile_header_and_over_long_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad_sep.log"
+    bad.write_text("#separator \\x\n#fields\tts\n")
+    with pytest.raises(FormatError, match="unreadable #separator"):
+        read("zeek", bad)
+    good = (DATA / "iot23_conn.log.labeled").read_text().splitlines(keepends=True)
+    p = tmp_path / "long.log"
+    p.write_text("".join(good[:9]) + "1\t" + "x" * 200_000 + "\n" + "".join(good[9:]))
+    recs, stats = read("zeek", p)
+    assert len(recs) == 4
+    assert any(r.startswith("too_long") for _, r in stats.examples)

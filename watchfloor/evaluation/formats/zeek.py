@@ -10,6 +10,7 @@ The mapping is in ``docs/formats.md``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import orjson
 from watchfloor.evaluation.formats.base import (
     BENIGN,
     MALICIOUS,
+    MAX_LINE,
     UNLABELLED_LABEL,
     BadLine,
     FormatError,
@@ -28,6 +30,7 @@ from watchfloor.evaluation.formats.base import (
     ReadStats,
     clean,
     epoch_ms,
+    numbered_lines,
     to_float,
     to_int,
     to_ip,
@@ -128,9 +131,7 @@ def to_event(rec: dict[str, Any], event_id: str) -> tuple[dict[str, Any], Label]
 def _read_json(f: Any, stats: ReadStats, first: str) -> Iterator[Labelled]:
     def numbered() -> Iterator[tuple[int, str]]:
         yield 1, first
-        for n, text in enumerate(f, start=2):
-            stats.lines += 1
-            yield n, text
+        yield from numbered_lines(f, stats, 2)
 
     for lineno, line in numbered():
         if not line.strip():
@@ -172,15 +173,19 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                 else:
                     key, _, value = line.rstrip("\r\n").partition(sep)
                 if key == "#separator":
-                    sep = value.strip().encode().decode("unicode_escape") or "\t"
+                    try:
+                        sep = value.strip().encode().decode("unicode_escape") or "\t"
+                    except UnicodeDecodeError:
+                        raise FormatError(f"{path}: unreadable #separator {value[:20]!r}") \
+                            from None
                 elif key == "#fields":
                     # IoT-23 writes "tunnel_parents   label   detailed-label" here too.
-                    fields = [name for f in value.split(sep) for name in f.split()]
+                    fields = [name for part in value.split(sep) for name in part.split()]
                 elif key == "#unset_field":
                     unset = value
                 elif key == "#empty_field":
                     empty = value
-                line = f.readline()
+                line = f.readline(MAX_LINE + 1)
                 lineno += 1
                 stats.lines += bool(line)
                 continue
@@ -196,10 +201,11 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
         else:
             return
         n = len(fields)
-        while line:
-            text = line.rstrip("\r\n")
+        rest = numbered_lines(f, stats, lineno + 1)  # bounded line length from here on
+        for num, data in itertools.chain([(lineno, line)], rest):
+            text = data.rstrip("\r\n")
             if text.startswith("#fields"):  # concatenated logs: a new header
-                fields = [name for f in text.split(sep)[1:] for name in f.split()]
+                fields = [name for part in text.split(sep)[1:] for name in part.split()]
                 n = len(fields)
             elif text and not text.startswith("#"):
                 values = text.split(sep)
@@ -207,23 +213,19 @@ def read(path: Path, stats: ReadStats) -> Iterator[Labelled]:
                     # IoT-23: "tunnel_parents   label   detailed-label" in one field.
                     values = values[:-1] + values[-1].split()
                 if len(values) != n:
-                    stats.skip(lineno, f"field_count: {len(values)} fields, header has {n}")
+                    stats.skip(num, f"field_count: {len(values)} fields, header has {n}")
                 else:
                     rec = {
                         k: (None if v == unset else "" if v == empty else v)
                         for k, v in zip(fields, values, strict=True)
                     }
                     try:
-                        ev, label = to_event(rec, f"zeek-{lineno}")
+                        ev, label = to_event(rec, f"zeek-{num}")
                     except BadLine as exc:
-                        stats.skip(lineno, str(exc))
+                        stats.skip(num, str(exc))
                     else:
                         stats.events += 1
                         yield Labelled("network", ev, label)
-            line = f.readline()
-            if line:
-                lineno += 1
-                stats.lines += 1
 
 
 def sniff(first_line: str) -> bool:

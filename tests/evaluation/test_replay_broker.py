@@ -15,11 +15,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.kafka_helpers import collect
 from watchfloor.core.decoding import decode
+from watchfloor.evaluation.evaluate import namespaced_topics
 from watchfloor.evaluation.formats import ReadStats, get_format
 from watchfloor.evaluation.formats.constructed import write_capture
 from watchfloor.ops.cli import main
 
 pytestmark = pytest.mark.broker
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _create(bootstrap: str, name: str, partitions: int) -> None:
@@ -40,10 +42,13 @@ def test_replay_publishes_in_time_order_keyed_by_source(
     in_file = [r.event for r in get_format(fmt).read(Path(path), stats)]
     assert any(b["ts"] < a["ts"] for a, b in itertools.pairwise(in_file)), \
         "the constructed conn.log should be out of order, as Zeek writes it"
-    topic = f"replay-{secrets.token_hex(4)}"
+    # The domain's input topic of topics.yaml, in a namespace of this test's own.
+    prefix = f"replay-{secrets.token_hex(4)}."
+    tfile = namespaced_topics(ROOT / "topics.yaml", prefix, tmp_path / "topics.yaml")
+    topic = f"{prefix}events.network"
     asyncio.run(_create(broker, topic, 3))
     monkeypatch.setenv("WATCHFLOOR_BROKER", f"kafka://{broker}")
-    rc = main(["replay", fmt, path, "--topic", topic])
+    rc = main(["--topics-file", str(tfile), "replay", fmt, path])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert f"{len(in_file)} events to {topic}" in captured.err

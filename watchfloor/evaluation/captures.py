@@ -295,9 +295,10 @@ class CaptureResult:
             f"{self.false_per_10k:.2f} per 10k"
         )
         lines.append("targets met" if not fails else "targets MISSED:\n  " + "\n  ".join(fails))
-        if self.read.get("skipped"):
+        if self.read.get("skipped") or self.read.get("late"):
             lines.append(f"read: {self.read['skipped']} malformed lines skipped "
-                         f"({self.read['skipped_by_reason']})")
+                         f"({self.read['skipped_by_reason']}), {self.read['late']} events "
+                         "out of order beyond the sort window")
         return "\n".join(lines)
 
 

@@ -361,3 +361,17 @@ def test_reasons_are_cut_with_a_marker(det: Det) -> None:
     assert alert is not None
     reason = alert["detections"][0]["reason"]
     assert reason.endswith("…(+4000 more)") and len(reason) < 1100
+
+
+def test_a_nested_value_in_a_detection_cannot_poison_its_incident(det: Det) -> None:
+    import orjson
+
+    c = Correlator(SPEC)
+    deep: Any = []
+    for _ in range(600):
+        deep = [deep]
+    alert = c.add({**det(t=T0), "reason": deep, "ts": {"a": deep}, "jurisdiction": [deep]})
+    assert alert is not None
+    orjson.dumps(alert)  # every later version of the incident stays publishable
+    with pytest.raises(InvalidEvent):
+        c.add({**det(detector="beaconing", t=T0 + 5), "event_id": deep})

@@ -248,8 +248,16 @@ class Correlator:
             event_id = detection["event_id"]
         except (KeyError, TypeError) as exc:
             raise InvalidEvent("missing_field", f"detection lacks {exc}") from None
-        if type(etype) is not str or type(eid) is not str or type(detector) is not str:
-            raise InvalidEvent("wrong_type", "detector and entity type/id must be strings")
+        if (
+            type(etype) is not str
+            or type(eid) is not str
+            or type(detector) is not str
+            or type(domain) is not str
+            or type(event_id) is not str
+        ):
+            raise InvalidEvent(
+                "wrong_type", "detector, domain, event_id and entity type/id must be strings"
+            )
         if type(t) not in (float, int) or not math.isfinite(t):
             raise InvalidEvent("wrong_type", "event_time must be a finite number")
         if type(score) not in (float, int) or not 0.0 <= score <= 1.0:
@@ -309,11 +317,13 @@ class Correlator:
                 "domain": domain,
                 "event_id": event_id,
                 "score": score,
-                "raw": detection.get("raw"),
-                "reason": _cap(detection.get("reason")),
-                "ts": detection.get("ts"),
+                # Only scalars of the expected types enter the incident: a nested value
+                # stored here would poison every later version of the alert.
+                "raw": _scalar(detection.get("raw"), (float, int)),
+                "reason": _cap(_scalar(detection.get("reason"), (str,))),
+                "ts": _scalar(detection.get("ts"), (str, int)),
                 "entity": ent,
-                "jurisdiction": detection.get("jurisdiction"),
+                "jurisdiction": _scalar(detection.get("jurisdiction"), (str,)),
             }
         )
         if ekey not in inc.entities and len(inc.entities) < MAX_ENTITIES:
@@ -432,6 +442,10 @@ class Correlator:
             "agreement": None,
             "kind": "alert",
         }
+
+
+def _scalar(value: Any, types: tuple[type, ...]) -> Any:
+    return value if type(value) in types else None
 
 
 def _cap(reason: Any) -> Any:

@@ -216,3 +216,43 @@ def test_planted_threat_survives_a_restart(cls: type) -> None:
     assert max(scores(det, normal)) < ALARM
     restarted = pickle.loads(pickle.dumps(det))
     assert max(scores(restarted, anomalous)) >= ALARM
+
+
+# -- canonical document numbers (issue 11) ----------------------------------------------
+
+
+def _decoded(doc: str, t: float, point: str) -> dict:
+    import orjson
+
+    from watchfloor.core.decoding import decode
+
+    raw = {"event_id": f"brd-{doc}-{t}", "ts": int((START + t) * 1000), "document_id": doc,
+           "nationality": "FRA", "crossing_point": point, "direction": "entry"}
+    return decode("border", orjson.dumps(raw))
+
+
+@pytest.mark.parametrize("typed", ["P000 4418", "p0004418", "P-000-4418", " p.000.4418 ",
+                                   "\uff30\uff10\uff10\uff10\uff14\uff14\uff11\uff18"])
+def test_document_numbers_are_one_entity_however_typed(typed: str) -> None:
+    assert _decoded(typed, 0.0, "CDG-T2")["document_id"] == "P0004418"
+
+
+def test_document_typed_two_ways_is_one_traveller_for_every_detector() -> None:
+    # Paris, then Helsinki an hour later, the second sensor typing the number differently:
+    # one document, so one impossible journey (before, two unrelated documents).
+    det = ImpossibleTravel()
+    got = feed(det, [_decoded("P000 4418", 0.0, "CDG-T2"),
+                     _decoded("p0004418", 3_600.0, "HEL-VAN")])
+    assert got[-1].score >= ALARM and "CDG-T2 -> HEL-VAN" in got[-1].reason
+
+
+def test_o_and_zero_stay_different_documents() -> None:
+    assert _decoded("PO004418", 0.0, "CDG-T2")["document_id"] == "PO004418"
+
+
+def test_a_document_number_of_only_separators_is_dead_lettered() -> None:
+    from watchfloor.core.decoding import InvalidEvent
+
+    with pytest.raises(InvalidEvent) as exc:
+        _decoded(" - - ", 0.0, "CDG-T2")
+    assert exc.value.code == "bad_value"

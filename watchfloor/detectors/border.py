@@ -24,6 +24,7 @@ from importlib.resources import files
 from typing import Any, ClassVar
 
 from watchfloor.core.entity_table import EntityTable
+from watchfloor.core.events import canonical_document
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import logistic
 
@@ -52,13 +53,16 @@ _log = logging.getLogger(__name__)
 def normalise_document(doc: object) -> str:
     """Upper case, letters and digits only: how issuing states' lists compare numbers.
 
-    Only separators and case are forgiven; ``O`` and ``0`` stay different, since a
-    document one character away from a listed one is a different document.
+    The same canonical form decoding gives every event's ``document_id``
+    (:func:`watchfloor.core.events.canonical_document`), so a listed number and a
+    crossing compare equal however either was typed. Only separators and case are
+    forgiven; ``O`` and ``0`` stay different, since a document one character away from a
+    listed one is a different document.
 
     >>> normalise_document(" p-000 0913 "), normalise_document("PO000913")
     ('P0000913', 'PO000913')
     """
-    return "".join(ch for ch in str(doc).upper() if ch.isalnum())
+    return canonical_document(str(doc))
 
 
 # Letters NFKD does not decompose into ASCII.

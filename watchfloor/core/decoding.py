@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from watchfloor.core.events import DOMAINS, JURISDICTION_FIELDS, LINK_FIELDS, REQUIRED_FIELDS
+from watchfloor.core.events import (
+    DOMAINS,
+    JURISDICTION_FIELDS,
+    LINK_FIELDS,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    canonical_document,
+)
 
 # Bounds that keep hostile values out of detectors: timestamps in [2000, 2100),
 # sizes and amounts far above anything real but well inside float precision.
@@ -24,6 +32,7 @@ MAX_TS_MS = 4_102_444_800_000
 MAX_STR = 512
 MAX_COUNT = 1 << 53
 MAX_NUM = 1e15
+_MIN_NORMAL = sys.float_info.min  # smallest normal float; anything below is denormal
 # Bounds on the extra fields a sensor may add. A value nested hundreds of levels deep or a
 # string of hundreds of kilobytes is valid JSON that orjson accepts, but it made later
 # stages raise (recursion, oversized detections) and lose their whole batch: refuse it here.
@@ -47,6 +56,7 @@ INVALID_CODES: tuple[str, ...] = (
     "control_character",
     "future_timestamp",
     "processing_error",
+    "bad_amount",
 )
 
 
@@ -109,7 +119,6 @@ def _check_str(name: str, v: Any) -> None:
         raise InvalidEvent("control_character", f"{name!r} contains a non-printable character")
 
 
-
 def _check_ip(name: str, v: Any) -> None:
     _check_str(name, v)
     try:
@@ -140,6 +149,22 @@ def _check_num(name: str, v: Any) -> None:
         raise InvalidEvent("bad_value", f"{name!r} is out of range: {_short(v)}")
 
 
+def _check_amount(name: str, v: Any) -> None:
+    """Money: a finite number in [0, 1e15] that is 0 or a normal float.
+
+    Negative amounts (direction belongs in the fields, not the sign), denormals
+    (``5e-324`` made a detector's log scale raise on every later event of the account)
+    and absurd sizes are refused here, with their own reason, so no detector meets them.
+    """
+    t = type(v)
+    if t is not float and t is not int:
+        raise InvalidEvent("wrong_type", f"{name!r} must be a number, got {t.__name__}")
+    if not (math.isfinite(v) and 0 <= v <= MAX_NUM) or (v and v < _MIN_NORMAL):
+        raise InvalidEvent(
+            "bad_amount", f"{name!r} must be 0 or a normal number up to 1e15: {_short(v)}"
+        )
+
+
 def _check_ts(name: str, v: Any) -> None:  # handled inline in decode(); see there
     parse_ts(v)
 
@@ -150,12 +175,20 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "port": _check_port,
     "count": _check_count,
     "num": _check_num,
+    "amount": _check_amount,
     "ts": _check_ts,
 }
 
 _PLANS: dict[str, tuple[tuple[str, Callable[[str, Any], None]], ...]] = {
     domain: tuple((f, _CHECKS[kind]) for f, kind in fields.items())
     for domain, fields in REQUIRED_FIELDS.items()
+}
+
+
+# Optional fields of the contract, checked when sent (balances are money, like amounts).
+_OPTIONAL_PLANS: dict[str, tuple[tuple[str, Callable[[str, Any], None]], ...]] = {
+    domain: tuple((f, _CHECKS[kind]) for f, kind in OPTIONAL_FIELDS.get(domain, {}).items())
+    for domain in REQUIRED_FIELDS
 }
 
 
@@ -263,6 +296,16 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
             check(name, value)
     for name in _OPTIONAL_IDS[domain]:
         _check_optional_id(name, event.get(name))
+    for name, check in _OPTIONAL_PLANS[domain]:
+        value = event.get(name)
+        if value is not None and value != "":  # sent empty: treated as not sent
+            check(name, value)
+    if domain == "border":
+        # One passport typed two ways is one entity and one pseudonym (issue 11).
+        doc = canonical_document(event["document_id"])
+        if not doc:
+            raise InvalidEvent("bad_value", "'document_id' has no letters or digits")
+        event["document_id"] = doc
     _check_extras(event)
     return event
 

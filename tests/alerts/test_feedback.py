@@ -4,6 +4,8 @@ tests/integration/test_feedback_trust.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -22,6 +24,7 @@ OK = {"alert_id": "wf-1", "agency": "cert", "action": "close", "verdict": "false
       "ts": "2026-09-21T14:13:20Z"}
 T = 1_790_000_000.0
 HOUR = 3600.0
+TOPICS = Path(__file__).resolve().parents[2] / "topics.yaml"
 
 
 def raw(**patch: object) -> bytes:
@@ -217,7 +220,7 @@ def test_tracker_survives_pickling_with_its_verdicts() -> None:
 
 
 def test_shipped_topology_gives_each_agency_its_own_feedback_topic() -> None:
-    cfg = load_config("topics.yaml")
+    cfg = load_config(TOPICS)
     grants = derive_grants(cfg, "watchfloor")
     writers: dict[str, set[str]] = {}
     for principal, gs in grants.items():
@@ -279,3 +282,35 @@ def test_the_probes_eight_forged_verdicts_no_longer_silence_a_port_scan(config, 
     t[0] += 10 * HOUR
     out = s.process(det("ip:10.7.1.2", score=0.95, t=T + 58 * HOUR))
     assert {o.agency for o in out if o.kind == "alert"} == {"cert"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda d: d["topics"]["feedback.cert"].pop("agency"),
+         "topics.feedback.cert.agency: a feedback topic names the agency whose principal "
+         "alone writes it"),
+        (lambda d: d["topics"].pop("feedback.liaison"),
+         "agencies.liaison: no feedback topic; add `feedback.liaison: {role: feedback, "
+         "agency: liaison}` under topics"),
+        (lambda d: d["topics"]["feedback.fiu"].update(agency="cert"),
+         "topics.feedback.fiu.agency: 'cert' already has feedback topic 'feedback.cert' "
+         "(one per agency)"),
+        (lambda d: d["topics"]["feedback.fiu"].update(agency="nsa"),
+         "topics.feedback.fiu.agency: unknown agency 'nsa'; agencies: border, cert, ctpu, "
+         "fiu, liaison"),
+        (lambda d: d["topics"]["alerts.cert"].update(agency="cert"),
+         "topics.alerts.cert.agency: only feedback topics belong to an agency"),
+    ],
+)
+def test_feedback_topics_are_one_per_agency_in_topics_yaml(mutate, error: str) -> None:
+    import yaml
+
+    from watchfloor.config import ConfigError, parse_config
+
+    with open(TOPICS) as f:
+        data = yaml.safe_load(f)
+    mutate(data)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert str(err.value) == f"topics.yaml: {error}"

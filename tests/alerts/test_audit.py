@@ -159,7 +159,12 @@ def test_appended_forged_record_fails_verification() -> None:
 
 def test_forged_whole_chain_fails_verification() -> None:
     recs, anchors = anchored(AuditChain("alerts-0-aaaa"), 4)
-    forged = roundtrip(write(AuditChain("alerts-0-bbbb"), 3))
+    fake = AuditChain("alerts-0-bbbb")
+    forged = roundtrip([
+        fake.append(alert_id=f"wf-fake-{i}", version=1, agency="liaison", agreement="X",
+                    shared=("severity",), pseudonymised=(), redacted=(), time=1.79e9)
+        for i in range(3)
+    ])
     assert verify(recs + forged) == []
     lines, ok = report(recs + forged, anchors)
     assert not ok
@@ -219,6 +224,12 @@ def test_young_tail_awaits_its_anchor_and_a_crash_replay_is_a_note() -> None:
     assert ok, lines
     assert any(x.startswith("  note: partition 0 offset 4: unanchored seq 4..4 (after seq 3) "
                             "repeat deliveries recorded in anchored chains") for x in lines)
+    # Killed before its first anchor: the whole chain is a replayed copy, also a note.
+    first = roundtrip(write(AuditChain("alerts-0-first"), 1, start=9))
+    lines, ok = report([*first, *replay], next_anchor)
+    assert ok, lines
+    assert any("note: partition 0 offset 0: unanchored seq 0..0 (no anchor vouches for it)"
+               in x for x in lines), lines
 
 
 def test_anchorer_signs_only_moved_chains_and_forgets_dropped_ones() -> None:

@@ -21,7 +21,7 @@ anchor:
   period. If the very same delivery (agency, alert, version, fields) is recorded in an
   anchored chain, this is what a worker crash between publishing records and their
   anchor leaves (the batch was replayed under the next owner's chain): reported as a
-  note, not a problem.
+  note, not a problem; the same holds for a chain killed before its first anchor.
 
 The anchors are signed with a key derived for this purpose only (see :func:`anchor_key`):
 a holder of the worker's Kafka credentials alone cannot forge them. A holder of the
@@ -272,11 +272,10 @@ def check(
                    if not now - grace <= (_time(r.get("time")) or float("-inf")) <= now + grace]
         if not settled:
             continue  # young records: their anchor is on its way
-        # A crash between a batch's records and its anchor leaves an anchored chain's tail
-        # that the next owner replayed; a chain never anchored at all is foreign.
-        replayed = [
-            x for x in settled if newest is not None and content(x[1]) in anchored_content
-        ]
+        # A crash between a batch's records and its anchor leaves a tail (or, on a chain's
+        # first batch, a whole chain) that the next owner replayed into its own chain:
+        # the same deliveries, anchored there. A copy of real deliveries is no forgery.
+        replayed = [x for x in settled if content(x[1]) in anchored_content]
         alone = [x for x in settled if x not in replayed]
         after = "no anchor vouches for it" if newest is None else f"after seq {newest}"
         first, last = settled[0][1]["seq"], settled[-1][1]["seq"]

@@ -25,7 +25,7 @@ STOLEN = "P0008842"  # on the shipped lost/stolen list: one event is a detection
 
 def _runtime() -> Runtime:
     return Runtime.build(
-        Settings(pseudonym_key="poison-test-key-0123456789abcdef"),
+        Settings(pseudonym_key="9c1f4e7a2b8d3f60a5e1c7b94d2f8e3a6b0c9d1e7f4a2b5c8d3e6f9a1b4c7d0e"),
         load_config(ROOT / "topics.yaml"),
         CollectorRegistry(),
     )

@@ -20,12 +20,20 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.integration.conftest import Worker, worker_env
+from tests.integration.conftest import (
+    Worker,
+    metric_value,
+    start_worker,
+    stop_worker,
+    worker_env,
+)
 from tests.kafka_helpers import collect, end_offsets, produce, run
+from watchfloor.config import Config
 
 pytestmark = pytest.mark.broker
 
@@ -110,3 +118,53 @@ def test_poison_records_are_dead_lettered_and_the_batch_detection_still_alerts(
     )
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-2000:]
     assert verify.stdout.splitlines()[-1].startswith("OK: ")
+
+
+def _wait(worker: Worker, name: str, at_least: float, timeout: float = 60) -> float:
+    deadline = time.monotonic() + timeout
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = metric_value(worker.metrics(), name)
+        if value >= at_least:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"{name} stayed at {value} < {at_least}\n{worker.log_tail()}")
+
+
+def test_incidents_are_counted_once_across_a_restart(
+    topics: str, config: Config, tmp_path: Path
+) -> None:
+    """Issue 9 item 8: ``incidents_total`` over-counted after an agent restart (the
+    restored correlator's whole history was counted again)."""
+    run_id = uuid.uuid4().hex[:10]
+    app_id = f"wf-incidents-{run_id}"
+    first = start_worker(
+        topics, config, tmp_path, app_id=app_id, WATCHFLOOR_CHECKPOINT_INTERVAL="0.5"
+    )
+    try:
+        before = metric_value(first.metrics(), "watchfloor_incidents_total")
+        run(produce(topics, "events.border", [(b"L1000902", crossing(run_id, 10, "L1000902"))]))
+        opened = _wait(first, "watchfloor_incidents_total", before + 1)
+        time.sleep(1.5)  # a checkpoint of the alert stage after the incident opened
+    finally:
+        stop_worker(first)
+    assert opened >= 1
+
+    start = run(end_offsets(topics, "alerts.border"))
+    second = start_worker(topics, config, tmp_path, app_id=app_id)
+    try:
+        restored = metric_value(second.metrics(), "watchfloor_state_restored_total", kind="alerts")
+        assert restored >= 1
+        run(produce(topics, "events.border", [(b"L1000777", crossing(run_id, 11, "L1000777"))]))
+        alerts = run(
+            collect(
+                topics, "alerts.border", bool, 90, start,
+                lambda a: any(e.get("id") == "L1000777" for e in a.get("entities", [])),
+            )
+        )
+        assert alerts, second.log_tail()
+        time.sleep(1.0)
+        # One new incident since the restart, not the restored history on top of it.
+        assert metric_value(second.metrics(), "watchfloor_incidents_total") == 1
+    finally:
+        stop_worker(second)

@@ -24,7 +24,8 @@ def test_shipped_topics_yaml_is_valid() -> None:
     for agency in cfg.agencies:
         assert agency.topic == f"alerts.{agency.name}"
     names = {t.name for t in cfg.topics}
-    assert {"events.deadletter", "alerts.feedback", "audit.sharing"} <= names
+    assert {"events.deadletter", "audit.sharing"} <= names
+    assert any(t.role == "feedback" for t in cfg.topics)
 
 
 def test_config_is_frozen(raw: dict) -> None:
@@ -114,3 +115,89 @@ def test_qualified_agreement_fields(raw: dict) -> None:
             parse_config(bad, "topics.yaml")
         assert f"agencies.fiu.agreement.fields.{path}" in str(err.value)
         assert message in str(err.value)
+
+
+# -- strictness (issue 9 item 7): a typo is an error, never silently ignored -------------
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # The probe's two: min_severity ignored (CT unit got low alerts), domains ignored
+        # (an agency received nothing).
+        (
+            lambda r: r["agencies"]["ctpu"].update(min_severty="high"),
+            "agencies.ctpu.min_severty: unknown key; did you mean 'min_severity'?",
+        ),
+        (
+            lambda r: r["agencies"]["cert"].update(domain=["network"]),
+            "agencies.cert.domain: unknown key; did you mean 'domains'?",
+        ),
+        (
+            lambda r: r["agencies"]["fiu"]["agreement"].update(feilds={}),
+            "agencies.fiu.agreement.feilds: unknown key; did you mean 'fields'?",
+        ),
+        (
+            lambda r: r["topics"]["events.network"].update(partitons=6),
+            "topics.events.network.partitons: unknown key; did you mean 'partitions'?",
+        ),
+        (
+            lambda r: r["detectors"]["network"][1].update(treshold=0.5),
+            "detectors.network[1].treshold: unknown key; did you mean 'threshold'?",
+        ),
+        (
+            lambda r: r["correlation"].update(window_second=60),
+            "correlation.window_second: unknown key; did you mean 'window_seconds'?",
+        ),
+        (
+            lambda r: r.update(correlaton={"window_seconds": 60}),
+            "correlaton: unknown key; did you mean 'correlation'?",
+        ),
+        (
+            lambda r: r.update(time={"max_future_second": 10}),
+            "time.max_future_second: unknown key; did you mean 'max_future_seconds'?",
+        ),
+        # Nothing near: the error lists what is valid instead.
+        (lambda r: r["agencies"]["cert"].update(colour="red"), "agencies.cert.colour: unknown"),
+    ],
+)
+def test_unknown_keys_name_the_place_and_the_nearest_valid_key(
+    raw: dict, mutate, message: str
+) -> None:
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad, "topics.yaml")
+    assert str(err.value).startswith(f"topics.yaml: {message}")
+
+
+def test_unknown_key_without_a_near_match_lists_the_valid_ones(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad["agencies"]["cert"]["colour"] = "red"
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    assert "valid: " in str(err.value) and "min_severity" in str(err.value)
+
+
+def test_every_key_of_the_shipped_file_is_known_and_time_bounds_parse(raw: dict) -> None:
+    cfg = parse_config(raw)
+    assert cfg.time.max_future_seconds == 300.0
+    bad = copy.deepcopy(raw)
+    bad["time"] = {"max_future_seconds": 5, "max_lateness_seconds": 60}
+    cfg = parse_config(bad)
+    assert (cfg.time.max_future_seconds, cfg.time.max_lateness_seconds) == (5.0, 60.0)
+    bad["time"]["max_future_seconds"] = -1
+    with pytest.raises(ConfigError, match="time.max_future_seconds"):
+        parse_config(bad)
+
+
+def test_allow_lists_follow_the_dataclasses() -> None:
+    # Adding a setting is adding a dataclass field: the allow-list is derived from it, so
+    # a key another part of the project adds cannot be rejected by a stale list here.
+    import dataclasses
+
+    from watchfloor.config import AgencySpec, _keys
+
+    assert _keys(AgencySpec, without=("name",)) == {
+        f.name for f in dataclasses.fields(AgencySpec)
+    } - {"name"}

@@ -41,6 +41,7 @@ import numpy as np
 __all__ = ["Judgement", "SeriesModel", "likelihood"]
 
 _SCORERS = 4
+_WIDEN = 48.0  # tail widening for short histories: x(1 + _WIDEN / values kept)
 _MIN_CALIBRATION = 16  # raw values a scorer must have seen before its tails mean anything
 _LOG10 = math.log(10.0)
 
@@ -98,11 +99,13 @@ class _Calibration:
             # (values >= x, ties half) + 1 over m + 1: the conformal p-value.
             ge = m - (bisect_left(s, x) + bisect_right(s, x)) / 2.0
             return (ge + 1.0) / (m + 1.0)
+        # Mean excess over u estimates the exponential tail's scale (a generalised
+        # Pareto fit's shape estimated from ~19 excesses was worse on every corpus
+        # tried). The floor keeps a history of identical values from making a tiny
+        # excess infinitely rare; a short history (which knows its tail poorly) gets a
+        # wider tail.
         top = s[iu:]
-        # Mean excess over u estimates the exponential tail's scale; the floors keep a
-        # history of identical values from making a tiny excess infinitely rare, and a
-        # short history (which knows its tail poorly) gets a wider one.
-        beta = max(sum(top) / len(top) - u, 0.05 * abs(u), 1e-9) * (1.0 + 16.0 / m)
+        beta = max(sum(top) / len(top) - u, 0.05 * abs(u), 1e-9) * (1.0 + _WIDEN / m)
         return (m - iu + 1.0) / (m + 1.0) * math.exp(-(x - u) / beta)
 
     def __getstate__(self) -> tuple[int, array, array, int]:
@@ -139,14 +142,14 @@ class SeriesModel:
     """
 
     __slots__ = (
-        "alpha", "cal", "dev", "dim", "slow", "emb", "emb_n", "emb_pos", "err_level", "err_season",
+        "alpha", "cal", "dev", "dim", "emb", "emb_n", "emb_pos", "err_level", "err_season",
         "history", "k", "last", "last_surprise", "level", "memory", "n", "pending",
-        "season_n", "season_v", "warm_up",
+        "season_n", "season_v", "slow", "warm_up",
     )
 
     def __init__(
         self, dim: int = 6, memory: int = 192, history: int = 192, k: int = 3,
-        alpha: float = 0.05, warm_up: int = 30,
+        alpha: float = 0.025, warm_up: int = 30,
     ) -> None:
         self.dim, self.memory, self.history, self.k = dim, memory, history, k
         self.alpha, self.warm_up = alpha, warm_up
@@ -163,7 +166,7 @@ class SeriesModel:
         self.emb_pos = 0
         self.level = 0.0
         self.dev = 0.0
-        self.slow = 0.0  # the deviation with a 5x longer memory: the unit of shapes
+        self.slow = 0.0  # the deviation with a 5x longer memory: the unit of scores
         self.err_level = 0.0
         self.err_season = 0.0
         # 24 hours x (weekday, weekend): EWMA of the value and how many values each saw.
@@ -228,6 +231,8 @@ class SeriesModel:
         tails = [cal.tail(r) for cal, r in zip(self.cal, raws, strict=True)]
         which = min(range(_SCORERS), key=tails.__getitem__)
         p = min(1.0, _SCORERS * tails[which])
+        if which and _SCORERS * tails[0] <= 1e-3:
+            which = 0  # the value alone is alarming: the plainest reason to give
         surprise = -math.log10(max(p, 1e-300))
         expected = x - z * max(self.slow, 1e-3 * abs(self.level), 1e-9)
         return Judgement(surprise, which, expected, z, raws, seasonal)
@@ -257,7 +262,8 @@ class SeriesModel:
         if n > 10:
             capped = min(abs(r), 6.0 * scale)
             self.dev += alpha * (capped - self.dev)
-            self.slow += 0.2 * alpha * (capped - self.slow)
+            # A plain mean until it has 5 / alpha values, then a long EWMA.
+            self.slow += max(0.2 * self.alpha, 1.0 / n) * (capped - self.slow)
         elif n > 0:  # the first deviations: a plain running mean, no cap yet
             self.dev += (abs(r) - self.dev) / n
             self.slow = self.dev

@@ -271,8 +271,9 @@ def evaluate_broker(
             WATCHFLOOR_APP_ID=f"{prefix}worker",
             WATCHFLOOR_METRICS_PORT=str(port),
             WATCHFLOOR_STATE_DIR=str(tmpdir / "state"),
+            # A throw-away namespace needs no lasting key; the worker refuses weak ones.
             WATCHFLOOR_PSEUDONYM_KEY=os.environ.get("WATCHFLOOR_PSEUDONYM_KEY")
-            or secrets.token_hex(16),
+            or secrets.token_hex(32),
         )
         url = f"http://127.0.0.1:{port}/metrics"
         wanted = sum(

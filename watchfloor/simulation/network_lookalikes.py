@@ -136,9 +136,12 @@ class RealNetworkLookalikes(RealNetworkBase):
                 for _ in range(rng.randint(120, 250)):
                     self._peer_flow(rng, host, peers, start + rng.uniform(0, 90), True)
                 t = start + 90
+                # Short streams sample a smaller network: the trickle thins, the burst
+                # (the part that looks like a scan) stays.
+                gap = 25.0 / max(0.2, min(1.0, self.scale))
                 while t < end:
                     self._peer_flow(rng, host, peers, t, rng.random() < 0.4)
-                    t += rng.expovariate(1 / 25.0)
+                    t += rng.expovariate(1 / gap)
 
     def _peer_flow(
         self, rng: random.Random, host: Host, peers: list[tuple[str, int]], t: float, udp: bool
@@ -244,7 +247,7 @@ class RealNetworkLookalikes(RealNetworkBase):
         av_server, cdns = s._public_ip(rng), [s._public_ip(rng) for _ in range(2)]
         ntp_pool, resolvers = [s._public_ip(rng) for _ in range(2)], [s._public_ip(rng)]
         kinds = (
-            ("av_update", s.workstations, self.count(9, 3), 302.0, 0.002),
+            ("av_update", s.workstations, self.count(9, 2), 302.0, 0.002),
             ("cdn_poll", s.workstations, self.count(6, 2), 900.0, 0.005),
             ("ntp_poll", s.workstations, self.count(6, 2), 1024.0, 0.001),
             ("dns_poll", s.servers, self.count(2, 1), 0.0, 0.01),
@@ -319,8 +322,10 @@ class RealNetworkLookalikes(RealNetworkBase):
         rng, s = self.own_rng("ssh_automation"), self.s
         label = _sim(lookalike="ssh_automation")
         controller = self.fresh_host(rng, s.servers)
+        # Short streams: runs every few hours and a monitor for part of the span only.
+        thin = max(0.1, min(1.0, 2 * self.scale))
         for lo, hi in self.on_hours(rng, False):
-            for t in self.periodic(rng, lo, hi, HOUR, 0.01):
+            for t in self.periodic(rng, lo, hi, HOUR / thin, 0.01):
                 for target in rng.sample(s.servers, min(len(s.servers), rng.randint(15, 40))):
                     payload = flow(
                         controller.ip, target.ip, 22, "tcp", rng.randint(4_000, 40_000),
@@ -330,7 +335,7 @@ class RealNetworkLookalikes(RealNetworkBase):
                     self.add(t + rng.uniform(0, 120), "network", payload, label)
         monitor = self.fresh_host(rng, s.servers)
         watched = rng.choice(s.servers)
-        for t in self.periodic(rng, s.start, s.end, 300.0, 0.005):
+        for t in self.periodic(rng, s.start, s.start + thin * (s.end - s.start), 300.0, 0.005):
             payload = flow(monitor.ip, watched.ip, 22, "tcp", 22, 41, rng.uniform(2, 15),
                            monitor.sensor, monitor.country, rng.choice(("SF", "SF", "RSTO")))
             self.add(t, "network", payload, label)

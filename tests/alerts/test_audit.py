@@ -266,3 +266,6 @@ def test_audit_key_is_the_same_for_worker_and_verifier_and_never_invented(tmp_pa
     assert audit_key(Settings(pseudonym_key=secrets.token_hex(32)), env={}) != a
     given = secrets.token_hex(32)
     assert audit_key(empty, env={"WATCHFLOOR_AUDIT_KEY": given}) == bytes.fromhex(given)
+    for weak in ("abcd", "not hex at all, however long it may be, really quite long"):
+        with pytest.raises(ValueError, match="WATCHFLOOR_AUDIT_KEY must be at least 32 bytes"):
+            audit_key(empty, env={"WATCHFLOOR_AUDIT_KEY": weak})

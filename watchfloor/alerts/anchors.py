@@ -44,6 +44,7 @@ from watchfloor.alerts.audit import AuditChain
 from watchfloor.alerts.correlation import rfc3339
 
 ANCHOR_LABEL = b"watchfloor/audit-anchor/v1"
+MIN_AUDIT_KEY_BYTES = 32
 # Records this much younger than the verification time may still await their anchor
 # (published right after them, in the next round trip).
 DEFAULT_GRACE_SECONDS = 60.0
@@ -66,8 +67,8 @@ def anchor_key(master: bytes) -> bytes:
 def audit_key(settings: Any, env: Any = None) -> bytes | None:
     """The anchors' signing key, the same for the worker and ``watchfloor audit verify``:
 
-    1. ``WATCHFLOOR_AUDIT_KEY`` (hex), so oversight can verify without the worker's
-       master secret (set it on the worker too);
+    1. ``WATCHFLOOR_AUDIT_KEY`` (hex, >= 32 bytes), so oversight can verify without the
+       worker's master secret (set the same value on the worker);
     2. else the ``audit`` key of :mod:`watchfloor.keys` (per-purpose keys derived from
        the master secret, issue 9 item 5) when that module is installed;
     3. else :func:`anchor_key` of the worker's secret (``WATCHFLOOR_PSEUDONYM_KEY`` or
@@ -82,9 +83,15 @@ def audit_key(settings: Any, env: Any = None) -> bytes | None:
     given = env.get("WATCHFLOOR_AUDIT_KEY", "").strip()
     if given:
         try:
-            return bytes.fromhex(given)
+            key = bytes.fromhex(given)
         except ValueError:
-            return given.encode()
+            key = b""
+        if len(key) < MIN_AUDIT_KEY_BYTES:
+            raise _weak_key_error()(
+                f"WATCHFLOOR_AUDIT_KEY must be at least {MIN_AUDIT_KEY_BYTES} bytes as hex; "
+                "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        return key
     state = settings.state_dir
     files = [state / "master.key", state / "pseudonym.key"]
     configured = getattr(settings, "master_key", "") or settings.pseudonym_key
@@ -104,6 +111,15 @@ def audit_key(settings: Any, env: Any = None) -> bytes | None:
         except OSError:
             continue
     return None
+
+
+def _weak_key_error() -> type[ValueError]:
+    # The command line answers WeakKeyError with one line (exit 2); it is a ValueError.
+    try:
+        from watchfloor.core.keys import WeakKeyError
+    except ImportError:
+        return ValueError
+    return WeakKeyError
 
 
 def _body(anchor: Mapping[str, Any]) -> bytes:

@@ -407,7 +407,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(
                 orjson.dumps(
                     {"topic": topic, "records": len(entries), "ok": ok, "problems": problems,
-                     "anchors": None if anchors is None else len(anchors)}
+                     "anchors": None if anchors is None else len(anchors),
+                     "notes": [x.strip()[len("note: "):] for x in lines
+                               if x.startswith("  note: ")]}
                 ).decode()
             )
         else:

@@ -313,6 +313,16 @@ class CorpusScore:
             "per_series": self.per_series,
         }
 
+    #: The issue's target on the real benchmark: >= 55 on the standard profile.
+    TARGET = 55.0
+
+    @property
+    def meets_targets(self) -> bool:
+        return self.profiles["standard"].score >= self.TARGET
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2).encode()
+
     def table(self) -> str:
         lines = [
             f"NAB score of {self.detector}: {self.series} series, {self.rows:,} rows, "
@@ -452,3 +462,23 @@ def evaluate_nab(
     if not corpus:
         raise FileNotFoundError(f"{root}: no series under data/")
     return corpus_score(corpus, detector_scores(corpus, detector, params, field), detector)
+
+
+def _run_kind(path: Path, topics_file: Path, options: Mapping[str, Any]) -> CorpusScore:
+    """``evaluate --dataset nab:DIR [--detector NAME]`` (topics.yaml is not used: the
+    benchmark scores one detector with its default parameters)."""
+    from watchfloor.evaluation.formats.base import FormatError
+
+    try:
+        return evaluate_nab(path, options.get("detector") or "value_anomaly")
+    except ValueError as exc:
+        raise FormatError(str(exc)) from None
+
+
+def _register() -> None:
+    from watchfloor.evaluation.formats.registry import register_dataset_kind
+
+    register_dataset_kind("nab", _run_kind)
+
+
+_register()

@@ -50,6 +50,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON result (--dataset)")
     p.add_argument("--limit", type=int, default=None, help="read at most N events (--dataset)")
     p.add_argument(
+        "--detector", default=None,
+        help="with --dataset nab:DIR: the registered detector to score (default value_anomaly)",
+    )
+    p.add_argument(
         "--window", type=int, default=None, help="sort window in records, 0 = in memory"
     )
     p.set_defaults(func=run)
@@ -109,6 +113,8 @@ def run_dataset_command(args: argparse.Namespace, topics_file: Path) -> int:
     from watchfloor.evaluation.formats import FormatError, run_dataset
 
     options = {k: v for k, v in (("limit", args.limit), ("window", args.window)) if v is not None}
+    if getattr(args, "detector", None) and args.dataset.lower().startswith("nab:"):
+        options["detector"] = args.detector
     try:
         result = run_dataset(args.dataset, topics_file, **options)
     except (FormatError, OSError) as exc:

@@ -16,7 +16,12 @@ Decisions the strategies encode (the contract in docs/events.md, made precise):
   field the event stays valid (the value becomes a float; nothing reads it);
 * **NaN / Infinity / -Infinity** literals and numbers that overflow a double (``1e400``)
   are not JSON: ``not_json``;
-* nesting deeper than orjson's limit (1024) is ``not_json``;
+* nesting deeper than orjson's limit (1024) is ``not_json``; an extra field nested
+  deeper than ``MAX_DEPTH`` (16) levels is ``too_deep``, one with more than ``MAX_ITEMS``
+  items or an event with more than ``MAX_FIELDS`` fields ``too_many_fields``, a string
+  anywhere over ``MAX_TEXT`` characters ``too_long`` (issue 9: poison pills);
+* a required string (an identifier) holding a non-printable character (C0, C1, DEL,
+  ANSI escapes, bidi overrides, zero-width characters) is ``control_character``;
 * any invalid UTF-8 anywhere in a message (orjson validates the whole input first) is
   ``not_utf8``; a message cut inside a multi-byte character is therefore ``not_utf8``;
 * a message over ``MAX_EVENT_BYTES`` is ``too_large`` whatever it contains; a required
@@ -42,14 +47,18 @@ from watchfloor.config import load_config
 from watchfloor.core.decoding import (
     INVALID_CODES,
     MAX_COUNT,
+    MAX_DEPTH,
+    MAX_FIELDS,
+    MAX_ITEMS,
     MAX_NUM,
     MAX_STR,
+    MAX_TEXT,
     MAX_TS_MS,
     MIN_TS_MS,
     InvalidEvent,
     decode,
 )
-from watchfloor.core.events import DOMAINS, REQUIRED_FIELDS
+from watchfloor.core.events import DOMAINS, JURISDICTION_FIELDS, LINK_FIELDS, REQUIRED_FIELDS
 from watchfloor.settings import Settings
 from watchfloor.streams.pipeline import MAX_EVENT_BYTES
 from watchfloor.streams.runtime import Runtime
@@ -60,9 +69,13 @@ Hostile = tuple[str, bytes | None, bytes | None, str, str]
 Valid = tuple[str, bytes | None, bytes, str]
 
 _SUPPRESS = list(HealthCheck)
+# Broker arrival time of test records: after every valid event time (year 2100).
+ARRIVAL0 = MAX_TS_MS / 1000.0
 
 # -- valid values ------------------------------------------------------------------------
-_small_text = st.text(min_size=1, max_size=24)
+# Identifiers are printable text (any script): what str.isprintable accepts.
+_printable = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
+_small_text = st.text(_printable, min_size=1, max_size=24)
 _offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
 _valid_rfc3339 = st.builds(
     lambda dt, tz: dt.replace(tzinfo=tz).isoformat(),
@@ -80,18 +93,22 @@ _VALID_BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "port": st.integers(0, 65535),
     "count": st.integers(0, MAX_COUNT),
     "num": _valid_num,
+    "amount": st.one_of(
+        st.integers(0, 10**15), st.floats(1e-300, MAX_NUM), st.just(0.0)
+    ),  # money (issue 11)
     "ts": _valid_ts,
 }
 # Boundary values of every kind: still valid.
 _EDGE_BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "str": st.one_of(
-        st.sampled_from(["x", "x" * MAX_STR, "é" * MAX_STR, "\u0000", "🛂" * 10, " "]),
-        st.text(min_size=1, max_size=MAX_STR),
+        st.sampled_from(["x", "x" * MAX_STR, "é" * MAX_STR, "🛂" * 10, " ", "a b", "東京"]),
+        st.text(_printable, min_size=1, max_size=MAX_STR),
     ),
     "ip": st.sampled_from(["0.0.0.0", "255.255.255.255", "::", "::1", "fe80::1", "::ffff:1.2.3.4"]),
     "port": st.sampled_from([0, 65535]),
     "count": st.sampled_from([0, MAX_COUNT]),
     "num": st.sampled_from([0, -0.0, MAX_NUM, -MAX_NUM, 10**15, -(10**15), 5e-324]),
+    "amount": st.sampled_from([0, 0.0, -0.0, MAX_NUM, 10**15, 2.2250738585072014e-308]),
     "ts": st.sampled_from(
         [
             MIN_TS_MS,
@@ -118,8 +135,16 @@ _json_value = st.recursive(
     ),
     max_leaves=8,
 )
+# Optional fields with a contract of their own (links, jurisdiction, money) are not
+# arbitrary extras.
+_CONTRACT_FIELDS = {
+    *(f for fields in REQUIRED_FIELDS.values() for f in fields),
+    *(f for fields in LINK_FIELDS.values() for f in fields),
+    *JURISDICTION_FIELDS.values(),
+    "balance_before", "balance_after", "channel", "tx_type", "counterparty_country",
+}
 _extra_key = st.text(min_size=1, max_size=12).filter(
-    lambda k: not k.startswith("_") and all(k not in f for f in REQUIRED_FIELDS.values())
+    lambda k: not k.startswith("_") and k not in _CONTRACT_FIELDS
 )
 _extras = st.dictionaries(_extra_key, _json_value, max_size=3)
 
@@ -131,6 +156,9 @@ def valid_event(draw: st.DrawFn, domain: str, edge: bool = False) -> dict[str, A
     for name, kind in REQUIRED_FIELDS[domain].items():
         use_edge = edge and draw(st.booleans())
         event[name] = draw((_EDGE_BY_KIND if use_edge else _VALID_BY_KIND)[kind])
+    if domain == "border":
+        # A document number needs a letter or digit (it is canonicalised to them).
+        event["document_id"] = "P" + event["document_id"][: MAX_STR - 1]
     event.update(draw(_extras))
     return event
 
@@ -211,6 +239,7 @@ _WRONG_TYPE: dict[str, tuple[st.SearchStrategy[Any], str]] = {
 }
 _WRONG_TYPE["ip"] = _WRONG_TYPE["str"]
 _WRONG_TYPE["count"] = _WRONG_TYPE["port"]
+_WRONG_TYPE["amount"] = _WRONG_TYPE["num"]
 
 _naive_or_garbage_ts = st.one_of(
     st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 1, 1)).map(
@@ -255,6 +284,7 @@ _BIGINT_REASON = {
     "port": "wrong_type",
     "count": "wrong_type",
     "num": "bad_value",
+    "amount": "bad_amount",  # negative or over 1e15
     "ts": "bad_timestamp",
 }
 
@@ -264,14 +294,22 @@ def _field(draw: st.DrawFn, domain: str, kinds: tuple[str, ...] | None = None) -
     return draw(st.sampled_from(fields))
 
 
+_CONTROL = ["\x00", "\x1b[2J", "\x1b[31m", "\r", "\n", "\x7f", "\x85", "\x9b", "\u202e",
+            "\u202a", "\u2066", "\u2069", "\u200b", "\t"]
+
 _KINDS = (
     "invalid_utf8",
     "deep_nesting",
+    "too_deep",
+    "too_many_fields",
+    "too_long",
+    "control_character",
     "nan_infinity",
     "bigint",
     "wrong_type",
     "missing_field",
     "bad_value",
+    "bad_amount",
     "far_timestamp",
     "bad_timestamp_text",
     "not_object",
@@ -314,6 +352,27 @@ def hostile_message(
         where = draw(st.sampled_from(["extra", "top"]))
         raw = _dumps(base)[:-1] + b',"nested":' + inner + b"}" if where == "extra" else inner
         reason = "not_json"
+    elif kind == "too_deep":
+        depth = draw(st.integers(MAX_DEPTH + 1, 1000))  # within orjson's limit
+        raw, reason = _dumps(base)[:-1] + b',"nested":' + b"[" * depth + b"]" * depth + b"}", (
+            "too_deep"
+        )
+    elif kind == "too_many_fields":
+        if draw(st.booleans()):
+            for i in range(MAX_FIELDS + 1 - len(base)):
+                base[f"pad\u2063{i}"] = i
+        else:
+            base["items"] = list(range(MAX_ITEMS + 1))
+        raw, reason = _dumps(base), "too_many_fields"
+    elif kind == "too_long":
+        text = "t" * draw(st.integers(MAX_TEXT + 1, 4 * MAX_TEXT))
+        base["note"] = draw(st.sampled_from([text, [text], {"k": text}, {text: 1}]))
+        raw, reason = _dumps(base), "too_long"
+    elif kind == "control_character":
+        name, _ = _field(draw, domain, ("str",))
+        at = draw(st.integers(0, len(base[name])))
+        base[name] = base[name][:at] + draw(st.sampled_from(_CONTROL)) + base[name][at:]
+        raw, reason = _dumps(base), "control_character"
     elif kind == "nan_infinity":
         literal = draw(
             st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999", b"nan"])
@@ -337,6 +396,19 @@ def hostile_message(
         name, fkind = _field(draw, domain, ("str", "ip", "port", "count", "num"))
         base[name] = draw(_BAD_VALUE[fkind])
         raw, reason = _dumps(base), "bad_value"
+    elif kind == "bad_amount":
+        # Money a detector must never meet (issue 11): negative, denormal, absurd.
+        domain = "financial"
+        base = draw(valid_event(domain))
+        name = draw(st.sampled_from(["amount", "balance_before", "balance_after"]))
+        base[name] = draw(
+            st.one_of(
+                st.floats(max_value=-1e-300, allow_infinity=False),
+                st.integers(-(2**63), -1),
+                st.sampled_from([5e-324, 1e-310, -0.5, 1e15 + 1, 1e300]),
+            )
+        )
+        raw, reason = _dumps(base), "bad_amount"
     elif kind == "far_timestamp":
         base["ts"] = draw(_far_ts)
         raw, reason = _dumps(base), "bad_timestamp"
@@ -413,7 +485,7 @@ def valid_message(draw: st.DrawFn, domains: tuple[str, ...] = DOMAINS) -> Valid:
     if kind == "bigint_extra":
         raw = raw[:-1] + b',"huge":' + str(draw(_beyond_64_bits)).encode() + b"}"
     elif kind == "nested_extra":
-        depth = draw(st.integers(1, 1000))  # within orjson's limit (1024, event included)
+        depth = draw(st.integers(1, MAX_DEPTH))
         raw = raw[:-1] + b',"nested":' + b"[" * depth + b"]" * depth + b"}"
     return domain, key, raw, kind
 
@@ -445,6 +517,7 @@ _TYPES = {
     "port": lambda v: type(v) is int and 0 <= v <= 65535,
     "count": lambda v: type(v) is int and 0 <= v <= MAX_COUNT,
     "num": lambda v: type(v) in (int, float) and math.isfinite(v) and abs(v) <= MAX_NUM,
+    "amount": lambda v: type(v) in (int, float) and math.isfinite(v) and 0 <= v <= MAX_NUM,
 }
 
 
@@ -547,7 +620,7 @@ def test_processor_dead_letters_each_hostile_record_once_and_processes_the_rest(
         process = engine.process
 
         def probe(event: Any, arrival: float) -> Any:
-            processed.append((domain, int(arrival), event))
+            processed.append((domain, int(arrival - ARRIVAL0), event))
             return process(event, arrival)
 
         engine.process = probe  # type: ignore[method-assign]
@@ -563,8 +636,11 @@ def test_processor_dead_letters_each_hostile_record_once_and_processes_the_rest(
         records = []
         for offset, msg in msgs:
             partition = offset % 3
-            # arrival carries the offset so the probe can tell which record it saw
-            records.append((msg[2], msg[1], f"events.{domain}", partition, offset, float(offset)))
+            # arrival carries the offset so the probe can tell which record it saw; it is
+            # after every valid event time, so no event is from the future
+            records.append(
+                (msg[2], msg[1], f"events.{domain}", partition, offset, ARRIVAL0 + offset)
+            )
             if len(msg) == 5:
                 expected[(domain, offset)] = msg[4]
             else:
@@ -592,10 +668,14 @@ def test_processor_dead_letters_each_hostile_record_once_and_processes_the_rest(
     assert invalid == len(batch) - len(valid_offsets)
 
 
+# Reasons given after decoding, by the processor: tested in tests/core/test_decoding.py.
+_AFTER_DECODING = {"future_timestamp", "processing_error"}
+
+
 def test_strategies_cover_every_reason() -> None:
-    msgs = draw_many(hostile_message(), 300) + draw_many(large_hostile(1 << 20), 10)
+    msgs = draw_many(hostile_message(), 400) + draw_many(large_hostile(1 << 20), 10)
     reasons = Counter(m[4] for m in msgs)
-    assert set(reasons) == set(INVALID_CODES), reasons
+    assert set(reasons) == set(INVALID_CODES) - _AFTER_DECODING, reasons
 
 
 def test_rfc3339_edge_is_inside_the_window() -> None:

@@ -4,9 +4,11 @@ packet counts and TCP flags (optional network fields, ``watchfloor.core.events``
 Real sensors differ, so the simulator's do too. Sensors at the NL and DE sites (and the
 edge) write Zeek ``conn.log``-style records: ``conn_state`` (``SF`` completed, ``S0``
 no reply, ``REJ`` rejected, ``RSTO``/``RSTR`` reset by the originator/responder,
-``OTH``/``RSTRH`` no SYN seen: a reply or backscatter) and packet counts. Sensors at the
-FR and BE sites write NetFlow-style records: ``tcp_flags`` (the flags the record's source
-sent, as letters) and packet counts, no connection state. A detector must cope with both.
+``OTH``/``RSTRH`` no SYN seen: a reply or backscatter), packet counts, and the
+``service`` Zeek's analysers name when a connection carried data on a well-known port.
+Sensors at the FR and BE sites write NetFlow-style records: ``tcp_flags`` (the flags the
+record's source sent, as letters) and packet counts, no connection state. A detector must
+cope with both.
 
 Scripts say what happened to a flow with a Zeek ``conn_state`` (or leave it out: a flow
 that moved data both ways completed, one with nothing back had no reply);
@@ -19,6 +21,10 @@ so it changes no other field of the stream.
 >>> ev = {"sensor": "fr-tap-2", "protocol": "tcp", "bytes_out": 9000, "bytes_in": 90000}
 >>> record(ev)["tcp_flags"], "conn_state" in ev, ev["packets_out"], ev["packets_in"]
 ('FSPA', False, 10, 65)
+>>> ev = {"sensor": "de-tap-1", "protocol": "tcp", "dst_port": 22, "bytes_out": 2_000,
+...       "bytes_in": 3_000, "conn_state": "RSTO"}
+>>> record(ev)["service"], ev["conn_state"]
+('ssh', 'RSTO')
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ _FLAGS: dict[str, str] = {
     "RSTRH": "R",
 }
 
+#: What Zeek's protocol analysers name when a connection carried data on these ports.
+_SERVICES: dict[int, str] = {
+    21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 80: "http", 123: "ntp",
+    443: "ssl", 445: "smb", 587: "smtp", 993: "ssl", 3389: "rdp", 5432: "postgresql",
+    8080: "http", 8443: "ssl",
+}  # fmt: skip
 _MSS = 1448  # TCP payload per full packet
 _UDP_MAX = 1472
 
@@ -86,6 +98,9 @@ def record(event: dict[str, Any]) -> dict[str, Any]:
     else:
         event["conn_state"] = state
         event.pop("tcp_flags", None)  # Zeek records the state, not the flags
+        service = _SERVICES.get(event.get("dst_port", 0))
+        if service and event["bytes_in"] > 60 and state in ("SF", "RSTO", "RSTR"):
+            event.setdefault("service", service)  # only what an analyser could see
     return event
 
 

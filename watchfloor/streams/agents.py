@@ -21,7 +21,6 @@ from aiokafka import TopicPartition
 from faust.types import TP
 
 from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
-from watchfloor.core.decoding import InvalidEvent
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
@@ -226,8 +225,8 @@ class StateKeeper:
             for value in values:
                 try:
                     apply_feedback_record(rt, agency, value, time.time())
-                except InvalidEvent:
-                    continue  # the previous owner dead-lettered it
+                except Exception:  # any failure: the previous owner dead-lettered it
+                    continue
             self._replayed.inc(len(values))
 
     async def committed(self) -> dict[tuple[str, int], int]:

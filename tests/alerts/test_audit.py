@@ -269,3 +269,17 @@ def test_audit_key_is_the_same_for_worker_and_verifier_and_never_invented(tmp_pa
     for weak in ("abcd", "not hex at all, however long it may be, really quite long"):
         with pytest.raises(ValueError, match="WATCHFLOOR_AUDIT_KEY must be at least 32 bytes"):
             audit_key(empty, env={"WATCHFLOOR_AUDIT_KEY": weak})
+
+
+def test_an_anchor_newer_than_the_read_is_not_a_truncation() -> None:
+    """verify reads the records, then the anchors: on a live worker an anchor read last
+    may vouch for records written after the records were read."""
+    from watchfloor.alerts.anchors import sign
+
+    recs, anchors = anchored(AuditChain("w0"), 4)
+    more = write(AuditChain("w0", 4, recs[-1]["hash"]), 2, start=4)
+    fresh = sign(KEY, "w0", 5, more[-1]["hash"], NOW - 1)
+    lines, ok = report(recs, [*anchors, fresh], now=NOW)
+    assert ok, lines
+    stale = sign(KEY, "w0", 5, more[-1]["hash"], NOW - 3600)
+    assert not report(recs, [*anchors, stale], now=NOW)[1]

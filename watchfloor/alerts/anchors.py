@@ -241,6 +241,13 @@ def check(
         if r is not None and type(r.get("seq")) is int:
             by_chain.setdefault(str(r.get("chain")), []).append((pos, r))
 
+    def settled_anchor(anchored: Mapping[int, tuple[str, str]], top: int) -> int | None:
+        # The newest anchor beyond seq ``top`` older than the grace period: records read
+        # a moment ago may have been anchored since, with their anchor read after them.
+        old = [s for s, (_h, t) in anchored.items()
+               if s > top and (_time(t) or float("inf")) < now - grace]
+        return max(old, default=None)
+
     def content(r: Mapping[str, Any]) -> bytes:
         return orjson.dumps([r.get(k) for k in _CONTENT])
 
@@ -260,11 +267,12 @@ def check(
                         f"foreign: seq {seq} of chain {chain!r} is not the record anchored "
                         f"at {t} (a forked or rewritten chain)",
                     ))
-        if newest is not None and newest > top:
+        beyond = settled_anchor(anchored, top)
+        if beyond is not None:
             findings.append(Finding(
                 chain, by_seq[top][0], top,
                 f"truncated: chain {chain!r} ends at seq {top}, but its newest anchor, of "
-                f"{anchored[newest][1]}, vouches for seq {newest}",
+                f"{anchored[beyond][1]}, vouches for seq {beyond}",
             ))
         for _pos, r in recs:
             if newest is not None and r["seq"] <= newest:
@@ -273,8 +281,8 @@ def check(
         if tail:
             tails.append((chain, tail, newest))
     for chain, seqs in heads.items():
-        if chain not in by_chain:
-            seq = max(seqs)
+        seq = settled_anchor(seqs, -1)
+        if chain not in by_chain and seq is not None:
             findings.append(Finding(
                 chain, None, seq,
                 f"truncated: chain {chain!r}, anchored up to seq {seq} at {seqs[seq][1]}, "

@@ -76,9 +76,40 @@ def build(
         raise DetectorConfigError(
             f"detector {name!r} ({entry.package}) handles {list(entry.cls.domains)}, not {domain!r}"
         )
+    _check_param_names(name, domain, entry, params)
     try:
         return entry.cls(**params)
     except (TypeError, ValueError) as exc:
         raise DetectorConfigError(
             f"detector {name!r} ({entry.package}) rejected its parameters {params}: {exc}"
         ) from exc
+
+
+def _check_param_names(
+    name: str, domain: str, entry: Registered, params: dict[str, object]
+) -> None:
+    """A misspelt parameter is an error naming its place and the nearest valid name (a
+    typo silently left at its default changes what a detector alerts on; issue 9.7)."""
+    import difflib
+    import inspect
+
+    try:
+        sig = inspect.signature(entry.cls)
+    except (TypeError, ValueError):  # no introspectable signature: the class checks itself
+        return
+    kinds = {p.kind for p in sig.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        return
+    valid = sorted(
+        n for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+    for key in params:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+            listed = ", ".join(valid) or "(none)"
+            hint = f"did you mean {near[0]!r}?" if near else f"valid: {listed}"
+            raise DetectorConfigError(
+                f"detectors.{domain}.{name}.params.{key}: unknown parameter of detector {name!r} "
+                f"({entry.package}); {hint}"
+            )

@@ -192,8 +192,11 @@ def test_p2p_client_is_not_a_scanner(stream: Stream) -> None:
 
 def test_nat_gateway(stream: Stream) -> None:
     events = lookalike(stream, "nat_gateway")
-    assert {e["src_ip"] for e in events} == {NAT_GATEWAY_IP}
-    assert len({e["dst_ip"] for e in events}) >= 1_000
+    sources = Counter(e["src_ip"] for e in events)
+    assert sources.most_common(1)[0] == (NAT_GATEWAY_IP, max(sources.values()))
+    assert sources[NAT_GATEWAY_IP] > 0.5 * len(events)  # one address, many users
+    assert len(sources) > 50 and all(ip.startswith("10.") for ip in sources)  # VPN clients
+    assert len({e["dst_ip"] for e in events if e["src_ip"] == NAT_GATEWAY_IP}) >= 1_000
     assert len({e["dst_port"] for e in events}) >= 8
     assert sum(e["conn_state"] == "SF" for e in events) >= 0.85 * len(events)
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _HOUR_CUM = _weighted_cum(DIURNAL)
 _EDGE = ("nl-edge-1", "NL")
+_VPN = ("nl-vpn-1", "NL")
 #: The NAT/VPN egress: many internal users behind one address.
 NAT_GATEWAY_IP = "10.0.8.1"
 #: The internal software-update server (WSUS-style, port 8530).
@@ -170,7 +171,8 @@ class RealNetworkLookalikes(RealNetworkBase):
 
     def nat_gateway(self) -> None:
         # NAT/VPN egress: the flows of many users from one address, to many destinations
-        # on many ports, nearly all completing.
+        # on many ports, nearly all completing. A sensor inside the VPN also sees some of
+        # them with the clients' own tunnel addresses: many sources with little history.
         rng, s = self.own_rng("nat_gateway"), self.s
         label = _sim(lookalike="nat_gateway")
         services = (
@@ -180,7 +182,10 @@ class RealNetworkLookalikes(RealNetworkBase):
             (1194, "udp", 0.01),
         )  # fmt: skip
         cum = _weighted_cum(w for *_, w in services)
+        clients = [f"10.8.{k // 250}.{k % 250 + 2}" for k in range(self.count(200, 20))]
         for _ in range(self.count(4_500, 50)):
+            inner = rng.random() < 0.35
+            src, where = (rng.choice(clients), _VPN) if inner else (NAT_GATEWAY_IP, _EDGE)
             port, proto, _w = services[_pick(rng, cum)]
             dst = (s._popular[_pick(rng, s._popular_cum)] if rng.random() < 0.6
                    else rng.choice(s._ext_pool))  # fmt: skip
@@ -191,18 +196,18 @@ class RealNetworkLookalikes(RealNetworkBase):
             done = state not in ("S0", "REJ")
             if proto == "udp" and port in (53, 123):
                 # Name lookups and time queries stay tiny, behind a gateway or not.
-                payload = flow(NAT_GATEWAY_IP, dst, port, proto, rng.randint(60, 120),
+                payload = flow(src, dst, port, proto, rng.randint(60, 120),
                                rng.randint(80, 400) if done else 0, rng.uniform(1, 60),
-                               *_EDGE, "SF" if done else "S0")  # fmt: skip
+                               *where, "SF" if done else "S0")  # fmt: skip
                 self.add(self.diurnal_time(rng), "network", payload, label)
                 continue
             payload = flow(
-                NAT_GATEWAY_IP, dst, port, proto,
+                src, dst, port, proto,
                 s._lognorm_int(rng, math.log(1_500), 1.2, 5_000_000, 60) if done else 60,
                 s._lognorm_int(rng, math.log(25_000), 1.7, 80_000_000) if done
                 else (40 if state == "REJ" else 0),
                 rng.lognormvariate(math.log(500), 1.3) if done else rng.uniform(0, 3_000),
-                *_EDGE, state,
+                *where, state,
             )  # fmt: skip
             self.add(self.diurnal_time(rng), "network", payload, label)
 

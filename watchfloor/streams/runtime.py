@@ -23,6 +23,7 @@ from watchfloor.alerts.audit import AuditChain
 from watchfloor.alerts.feedback import ResponseTracker, apply_feedback
 from watchfloor.alerts.stage import AlertStage
 from watchfloor.config import Config, load_config
+from watchfloor.core.sanitize import escape_line
 from watchfloor.detectors.engine import DomainEngine, build_engine, build_engines
 from watchfloor.detectors.registry import discover
 from watchfloor.keys import Keys, load_keys
@@ -100,7 +101,8 @@ class Runtime:
                     "watchfloor_detector_errors_total)",
                     name,
                     type(exc).__name__,
-                    str(exc)[:200],
+                    # The message may quote the event: escaped, cut, for whoever reads logs.
+                    escape_line(exc, 200),
                 )
 
         def on_detection(name: str) -> None:

@@ -102,6 +102,8 @@ class AgencySpec:
     # None means "every detector"/"every jurisdiction".
     detectors: frozenset[str] | None = None
     jurisdictions: frozenset[str] | None = None
+    # How fast the agency committed to acknowledge an alert (alert rule, report).
+    response_target_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,12 @@ def _parse_agencies(raw: Any, topics: tuple[TopicSpec, ...]) -> tuple[AgencySpec
                 jurisdictions=None
                 if jurisdictions is None
                 else _str_set(jurisdictions, f"{where}.jurisdictions"),
+                response_target_seconds=_number(
+                    spec.get("response_target_seconds", 3600.0),
+                    f"{where}.response_target_seconds",
+                    1,
+                    7 * 86400,
+                ),
             )
         )
     if not out:

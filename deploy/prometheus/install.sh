@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install Prometheus from Debian's package if it is missing (tests run a real one).
+# Install Prometheus and Alertmanager from Debian's packages if missing (the tests run real
+# ones: rules are evaluated by Prometheus and delivered by Alertmanager).
 set -euo pipefail
-if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+  && command -v prometheus-alertmanager >/dev/null 2>&1; then
   exit 0
 fi
 SUDO=""
@@ -13,9 +15,9 @@ if [ "$(id -u)" != "0" ]; then
 fi
 echo "installing prometheus (Debian package) ..." >&2
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || {
+$SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager >/dev/null 2>&1 || {
   $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null
+  $SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager >/dev/null
 }
 # The package may start a system service on :9090; the tests run their own instance.
 command -v prometheus >/dev/null

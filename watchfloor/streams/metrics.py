@@ -5,7 +5,7 @@ Pass a fresh ``CollectorRegistry`` in tests to assert on exact values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,6 +26,7 @@ class Metrics:
         domains: Iterable[str] = (),
         agencies: Iterable[str] = (),
         detectors: Iterable[str] = (),
+        response_targets: Mapping[str, float] | None = None,
     ) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         domains, agencies, detectors = list(domains), list(agencies), list(detectors)
@@ -83,6 +84,16 @@ class Metrics:
         self.response_latency = {
             (a, s): response.labels(a, s) for a in agencies for s in SEVERITIES
         }
+        # The agencies' committed response times, so an alert rule can compare against
+        # them (Prometheus cannot read topics.yaml).
+        target = Gauge(
+            "watchfloor_response_target_seconds",
+            "The agency's target time from an alert's publication to its acknowledgement",
+            ["agency"],
+            registry=r,
+        )
+        for a, seconds in (response_targets or {}).items():
+            target.labels(a).set(seconds)
         feedback = Counter(
             "watchfloor_feedback",
             "Verdicts from operations centres, per detector",

@@ -85,6 +85,7 @@ class Runtime:
             domains=config.input_topics,
             agencies=[a.name for a in config.agencies],
             detectors=sorted({d.name for d in config.detectors}),
+            response_targets={a.name: a.response_target_seconds for a in config.agencies},
         )
 
         last_logged: dict[str, float] = {}

@@ -42,7 +42,7 @@ __all__ = ["Judgement", "SeriesModel", "likelihood"]
 
 _SCORERS = 4
 _WIDEN = 48.0  # tail widening for short histories: x(1 + _WIDEN / values kept)
-_MIN_CALIBRATION = 16  # raw values a scorer must have seen before its tails mean anything
+_MIN_CALIBRATION = 40  # raw values a scorer must have seen before its tails mean anything
 _LOG10 = math.log(10.0)
 
 
@@ -190,12 +190,16 @@ class SeriesModel:
 
     def _expected(self, ts: float) -> tuple[float, bool]:
         c = self._cell(ts)
+        if self.season_n[c] < 3:
+            c = (c + 24) % 48  # the first weekend: the same hour of a weekday, and back
         if self.season_n[c] >= 3 and self.err_season < 0.8 * self.err_level:
             return self.season_v[c], True
         return self.level, False
 
     def _window(self, x: float) -> list[float]:
-        w = [*self.last, x]
+        # Windows see a hostile value (1e300) as stored: at most 1,000 deviations out.
+        lim = 1_000.0 * self._scale()
+        w = [*self.last, min(max(x, self.level - lim), self.level + lim)]
         mean = sum(w) / len(w)
         return [v - mean for v in w]
 
@@ -206,7 +210,9 @@ class SeriesModel:
         unit = max(self.slow, 1e-3 * abs(self.level), 1e-9)
         expected, seasonal = self._expected(ts)
         z = (x - expected) / unit
-        w = [*self.last, x]
+        # Windows see a hostile value (1e300) as stored: at most 1,000 deviations out.
+        lim = 1_000.0 * self._scale()
+        w = [*self.last, min(max(x, self.level - lim), self.level + lim)]
         mean = sum(w) / len(w)
         # The window's mean away from the level: a shift of 2-3 deviations is invisible
         # in any one value but not in dim of them.
@@ -268,8 +274,9 @@ class SeriesModel:
             self.dev += (abs(r) - self.dev) / n
             self.slow = self.dev
         c = self._cell(ts)
-        if self.season_n[c] >= 3:
-            self.err_season += alpha * (abs(xs - self.season_v[c]) - self.err_season)
+        seen = c if self.season_n[c] >= 3 else (c + 24) % 48
+        if self.season_n[seen] >= 3:
+            self.err_season += alpha * (abs(xs - self.season_v[seen]) - self.err_season)
         else:
             self.err_season += alpha * (abs(r) - self.err_season)
         self.err_level += alpha * (abs(r) - self.err_level)

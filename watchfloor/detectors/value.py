@@ -105,7 +105,7 @@ class ValueAnomaly(Detector):
     True
     >>> s = det.score_one(make_event("financial", _ts=later, amount=900.0))
     >>> s.score > 0.9, s.reason.split(":")[0]
-    (True, 'amount 900 is 107 deviations above the expected 120')
+    (True, 'amount 900 is 97 deviations above the expected 120')
     >>> drop = det.score_one(make_event("financial", _ts=later, amount=0.0))
     >>> drop.score > 0.9, drop.score < 1.0, drop.reason.split(":")[0]
     (True, True, 'amount 0 is 16 deviations below the expected 120')

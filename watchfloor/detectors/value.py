@@ -108,7 +108,7 @@ class ValueAnomaly(Detector):
     (True, 'amount 900 is 97 deviations above the expected 120')
     >>> drop = det.score_one(make_event("financial", _ts=later, amount=0.0))
     >>> drop.score > 0.9, drop.score < 1.0, drop.reason.split(":")[0]
-    (True, True, 'amount 0 is 16 deviations below the expected 120')
+    (True, True, 'amount 0 is 15 deviations below the expected 120')
     """
 
     domains: ClassVar[tuple[str, ...]] = ("financial", "network", "border")

@@ -65,7 +65,7 @@ function card(alertId, item) {
     const row = el("li", "detection");
     row.append(el("span", "detector", d.detector || "?"));
     if (d.reason !== undefined) row.append(el("span", "reason", d.reason));
-    if (d.ts !== undefined) row.append(el("span", "ts", d.ts));
+    if (d.ts !== undefined) row.append(el("span", "ts", eventTime(d.ts)));
     dets.append(row);
   }
   li.append(dets);
@@ -96,11 +96,21 @@ function render() {
 }
 
 function addNotice(item) {
+  // A deconfliction notice: another agency holds an incident about the same entity.
   const n = item.view;
-  const li = el("li", "notice", when(item.received) + " " + (n.message || n.kind || "notice"));
-  const others = n.other_alert_ids || n.others || [];
-  if (others.length) li.append(el("span", "others", " with " + others.join(", ")));
+  const li = el("li", "notice", when(item.received) + " your " + (n.alert_id || "alert"));
+  for (const o of n.others || []) {
+    if (o && typeof o === "object") {
+      li.append(el("span", "other", " · " + (o.agency || "?") + " has " + (o.alert_id || "?")));
+    }
+  }
   document.getElementById("notices").prepend(li);
+}
+
+function eventTime(ts) {
+  // Detections carry the event's time as epoch ms or an RFC 3339 string.
+  if (typeof ts === "number") return when(ts / 1000);
+  return ts;
 }
 
 function addAlert(item) {

@@ -304,22 +304,37 @@ class AmountAnomaly(Detector):
 
 
 class AccountDrain(Detector):
-    """A transfer or cash-out empties an account holding a sizeable balance.
+    """A transfer or cash-out empties an account holding a large balance for its peers,
+    where emptying an account is rare.
 
     The classic takeover (PaySim-like): the fraudster moves the whole balance to a mule
     and cashes it out, and the victim's account is seen once. Judged on the event alone
-    and the peers: the payment takes the whole balance (``amount`` within ``tolerance``
-    of ``balance_before`` and ``balance_after`` at most ``tolerance`` of it), its type is
-    one of ``drain_types`` (or the event carries no ``tx_type``), and the balance is
-    large next to what the peer group (``tx_type``, ``channel``, ``account_type``)
-    usually moves: ``raw`` is ``log10(balance / peers' typical amount)`` and ``mid`` and
-    ``alarm`` are on that scale (by default a balance of 1/100 of a typical payment
-    scores 0.5 and 1/10 of one 0.9, so emptying a near-empty account stays quiet).
-    Events without balances are not judged.
+    and its peers (the group named by ``peer_fields``, e.g. all TRANSFERs; the whole
+    population while the group has fewer than ``min_peers`` events). A payment *drains*
+    the account when its type is one of ``drain_types`` (or the event has no
+    ``tx_type``), ``amount`` is within ``tolerance`` of ``balance_before`` and
+    ``balance_after`` is at most ``tolerance`` of it. The raw evidence adds two things,
+    both learnt from the peers:
+
+    * how rare a drain is among the peers' payments: ``-log10(drain rate)`` (the rate
+      is blended with ``prior_rate`` as ``prior_strength`` payments), so where honest
+      customers often withdraw everything (cash-outs at an agent) a drain alone says
+      little, and where they never do (transfers) it says a lot;
+    * how large the balance is for the peers: its z-score among their log balances;
+    * how novel the payment is for the peers: for each end (sender, receiver) never seen
+      before, ``-log10`` of the rate at which the peers' payments involve a never-seen
+      account of that side (blended with ``prior_novel``), so a never-seen mule stands
+      out where customers and payees recur, and means nothing where every sender is new.
+
+    ``mid`` and ``alarm`` are on that sum. A drain counts toward the rate by how
+    unremarkable it was (``1 - score``; squared for an account seen for the first
+    time), so a wave of takeovers does not make itself normal while common honest
+    drains soon do. Events without balances are not
+    judged.
 
     Look-alikes kept quiet: payments larger than the balance (the balance floors at 0:
-    an overdraft, not a drain), payments leaving money behind, and card payments or
-    cash-ins that happen to spend the last euro.
+    an overdraft, not a drain), payments leaving money behind, card payments spending the
+    last cent, small accounts emptied where that is common.
 
     Parameters
     ----------
@@ -329,13 +344,23 @@ class AccountDrain(Detector):
         Largest fraction of the balance by which the amount may differ from it, and
         that may remain after it.
     mid, alarm
-        ``log10(balance / peers' typical amount)`` scored 0.5 and 0.9.
+        Rarity of a drain (``-log10`` of the peers' drain rate) plus the balance's
+        z-score among the peers', scored 0.5 and 0.9.
+    prior_rate, prior_strength
+        Drain rate assumed before the peers have shown theirs, and how many payments it
+        weighs.
+    prior_novel
+        Rate of never-seen senders (and receivers) assumed before the peers have shown
+        theirs (weighing ``prior_strength`` payments).
     min_population
-        Payments seen overall before anything is judged.
+        Events with a balance seen overall before anything is judged.
     min_peers
-        Payments a peer group needs before it replaces the population as baseline.
+        Events a peer group needs before it replaces the population as baseline.
     peer_fields
         Event fields naming the peer group.
+    max_entities, ttl_seconds
+        Bound on accounts remembered as seen, and idle time (event time) after which one
+        is forgotten.
 
     Examples
     --------
@@ -343,18 +368,19 @@ class AccountDrain(Detector):
     >>> from watchfloor.detectors.testkit import START, make_event
     >>> rng = random.Random(1)
     >>> det = AccountDrain()
-    >>> for i in range(200):
-    ...     bal = round(rng.uniform(1_000, 50_000), 2)
+    >>> for i in range(300):
+    ...     bal = round(rng.lognormvariate(9, 1.0), 2)
     ...     amt = round(bal * rng.uniform(0.01, 0.3), 2)
     ...     det.learn_one(make_event("financial", _ts=START + i, tx_type="TRANSFER",
     ...                              amount=amt, balance_before=bal,
     ...                              balance_after=round(bal - amt, 2)))
     >>> s = det.score_one(make_event("financial", _ts=START + 300, tx_type="TRANSFER",
-    ...     account_id="C1", amount=181_000.0, balance_before=181_000.0, balance_after=0.0))
+    ...     account_id="C1", amount=81_000.0, balance_before=81_000.0, balance_after=0.0))
     >>> s.score > 0.99
     True
-    >>> print(s.reason)
-    TRANSFER of 181,000 emptied the account (181,000 -> 0.00; transfer online peers move ~2,284)
+    >>> print(s.reason)  # doctest: +NORMALIZE_WHITESPACE
+    TRANSFER of 81,000 emptied the account (81,000 -> 0.00); 1 in 7,000 payments of
+    transfer online peers does that; balance z 2.3 among theirs; never-seen sender
     >>> det.score_one(make_event("financial", _ts=START + 300, tx_type="TRANSFER",
     ...     amount=4_000.0, balance_before=9_000.0, balance_after=5_000.0)).score
     0.0
@@ -368,64 +394,136 @@ class AccountDrain(Detector):
         self,
         drain_types: tuple[str, ...] = ("TRANSFER", "CASH_OUT"),
         tolerance: float = 0.001,
-        mid: float = -2.0,
-        alarm: float = -1.0,
+        mid: float = 2.5,
+        alarm: float = 3.5,
+        prior_rate: float = 0.001,
+        prior_strength: float = 50.0,
+        prior_novel: float = 0.2,
         min_population: int = 100,
         min_peers: int = 50,
         peer_fields: tuple[str, ...] = _PEER_FIELDS,
+        max_entities: int = 200_000,
+        ttl_seconds: float = 90 * _DAY,
     ) -> None:
+        if not 0.0 < prior_novel < 1.0:
+            raise ValueError("need 0 < prior_novel < 1")
         if not 0.0 <= tolerance < 0.5 or not mid < alarm:
             raise ValueError("need 0 <= tolerance < 0.5 and mid < alarm")
+        if not 0.0 < prior_rate < 1.0 or prior_strength <= 0:
+            raise ValueError("need 0 < prior_rate < 1 and prior_strength > 0")
         if min_population < 2 or min_peers < 2:
             raise ValueError("need min_population, min_peers >= 2")
         self.drain_types = tuple(drain_types)
         self.tolerance = tolerance
         self.mid = mid
         self.alarm = alarm
+        self.prior_rate = prior_rate
+        self.prior_strength = prior_strength
+        self.prior_novel = prior_novel
+        self.max_entities = max_entities
+        self.ttl_seconds = ttl_seconds
         self.min_population = min_population
         self.min_peers = min_peers
         self.peer_fields = tuple(peer_fields)
         self._types = frozenset(t.upper() for t in self.drain_types)
-        self._peers = PeerBaseline(self.peer_fields, min_peers)
+        # Log balances of the peers, and their drain rate (as moments of 0/1 values).
+        self._balances = PeerBaseline(self.peer_fields, min_peers, min_std=0.1)
+        self._drains = PeerBaseline(self.peer_fields, min_peers, min_std=0.0)
+        # How often the peers' payments come from / go to a never-seen account.
+        self._new_from = PeerBaseline(self.peer_fields, min_peers, min_std=0.0)
+        self._new_to = PeerBaseline(self.peer_fields, min_peers, min_std=0.0)
+        self._seen: EntityTable[bool] = EntityTable(max_entities, ttl_seconds)
 
-    def learn_one(self, event: Mapping[str, Any]) -> None:
-        x = _log_amount(event)
-        if x is not None:
-            self._peers.update(event, x, event["_ts"])
+    def _rate(self, base: PeerBaseline, event: Mapping[str, Any], prior: float) -> float:
+        v = base.lookup(event)
+        k = self.prior_strength
+        return (v.n * v.mean + k * prior) / (v.n + k)
 
-    def _drained(self, event: Mapping[str, Any]) -> float:
-        """The balance the payment emptied, or 0.0 if it did not empty one."""
+    def _novelty(self, event: Mapping[str, Any]) -> tuple[float, str]:
+        """Surprise of the never-seen ends of the payment, and how the reason says so."""
+        total, said = 0.0, []
+        for field, base, name in (("account_id", self._new_from, "sender"),
+                                  ("counterparty_id", self._new_to, "receiver")):
+            if event.get(field) not in self._seen:
+                total -= math.log10(self._rate(base, event, self.prior_novel))
+                said.append(name)
+        return total, " and ".join(said)
+    def _balance(self, event: Mapping[str, Any]) -> float:
+        """``balance_before`` when the event carries both balances, else 0.0."""
+        if "balance_after" not in event:
+            return 0.0
+        return _amount(event, "balance_before")
+
+    def _drained(self, event: Mapping[str, Any], before: float) -> bool:
         tx = event.get("tx_type")
         if tx is not None and (type(tx) is not str or tx.upper() not in self._types):
-            return 0.0
-        before = _amount(event, "balance_before")
-        if before <= 0.0 or "balance_after" not in event:
-            return 0.0
-        after = _amount(event, "balance_after")
-        amount = _amount(event)
+            return False
         slack = self.tolerance * before
-        if after > slack or abs(amount - before) > slack:
-            return 0.0
-        return before
+        return (_amount(event, "balance_after") <= slack
+                and abs(_amount(event) - before) <= slack)
+
+    def _judge(self, event: Mapping[str, Any], before: float) -> tuple[float, float, PeerView]:
+        """(raw, drain rate, balance peers) of a drain; raw is -inf when not judged."""
+        peers = self._balances.lookup(event)
+        if peers.n < self.min_population and peers.group == "*":
+            return -math.inf, 1.0, peers
+        rate = self._rate(self._drains, event, self.prior_rate)
+        z = (math.log(before) - peers.mean) / peers.std
+        return -math.log10(rate) + z + self._novelty(event)[0], rate, peers
+
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        now = event["_ts"]
+        before = self._balance(event)
+        if before <= 0.0:
+            self._learn_novelty(event, now)
+            return
+        if not self._drained(event, before):
+            self._balances.update(event, math.log(before), now)
+            self._drains.update(event, 0.0, now)
+            self._learn_novelty(event, now)
+            return
+        # Takeovers must not make draining look normal for the next ones, while honest
+        # customers who often empty their account (cash-outs at an agent) should soon
+        # teach the rate that it is common there. So a drain counts toward its peers'
+        # rate by how unremarkable it was, (1 - score), and less still, (1 - score)^2,
+        # when the account is seen for the first time: a first-and-only account
+        # emptying itself is the very pattern judged.
+        raw = self._judge(event, before)[0]
+        score = logistic(raw, self.mid, self.alarm) if raw > -math.inf else 0.0
+        weight = 1.0 - score if event.get("account_id") in self._seen else (1.0 - score) ** 2
+        self._drains.update(event, weight, now)
+        if score < 0.9:
+            self._balances.update(event, math.log(before), now)
+        self._learn_novelty(event, now)
+
+    def _learn_novelty(self, event: Mapping[str, Any], now: float) -> None:
+        # The rates first (was this end new?), then both ends become seen. Learnt after
+        # the drain statistics, which judge the event as it was scored.
+        sender, receiver = event.get("account_id"), event.get("counterparty_id")
+        self._new_from.update(event, float(sender not in self._seen), now)
+        self._new_to.update(event, float(receiver not in self._seen), now)
+        for end in (sender, receiver):
+            if type(end) is str:
+                self._seen.setdefault(end, now, bool)
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
-        before = self._drained(event)
-        if before <= 0.0:
+        before = self._balance(event)
+        if before <= 0.0 or not self._drained(event, before):
             return NORMAL
-        peers = self._peers.lookup(event)
-        if peers.n < self.min_population and peers.group == "*":
-            return NORMAL
-        raw = (math.log(before) - peers.mean) / math.log(10.0)
-        score = logistic(raw, self.mid, self.alarm)
+        raw, rate, peers = self._judge(event, before)
+        score = logistic(raw, self.mid, self.alarm) if raw > -math.inf else 0.0
         if score < 0.01:
             return NORMAL
         tx = event.get("tx_type")
         what = f"{tx.upper()} of" if type(tx) is str else "payment of"
+        novelty, new = self._novelty(event)
+        z = raw + math.log10(rate) - novelty
+        new = f"; never-seen {new}" if new else ""
         return Score(
             score,
-            f"{what} {_money(_amount(event))} emptied the account ({_money(before)} "
-            f"-> {_money(_amount(event, 'balance_after'))}; {_peer_text(peers)} move "
-            f"~{_money(math.exp(peers.mean))})",
+            f"{what} {_money(_amount(event))} emptied the account ({_money(before)} -> "
+            f"{_money(_amount(event, 'balance_after'))}); 1 in {1 / rate:,.0f} payments of "
+            f"{_peer_text(peers)} does that; balance z {z:.1f} among theirs{new}",
             raw,
         )
 

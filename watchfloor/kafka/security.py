@@ -21,6 +21,7 @@ False
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 from watchfloor.settings import Settings
@@ -44,6 +45,9 @@ def effective_protocol(settings: Settings) -> str:
         )
     if settings.sasl_username and not proto.startswith("SASL_"):
         proto = "SASL_SSL" if proto == "SSL" else "SASL_PLAINTEXT"
+    # A CA file means the brokers speak TLS: never send credentials in the clear then.
+    if settings.ssl_cafile and not proto.endswith("SSL"):
+        proto = "SASL_SSL" if proto.startswith("SASL_") else "SSL"
     if proto.startswith("SASL_"):
         if not settings.sasl_username or not settings.sasl_password:
             raise SecurityConfigError(
@@ -58,9 +62,13 @@ def effective_protocol(settings: Settings) -> str:
     return proto
 
 
-def _ssl_context() -> ssl.SSLContext:
-    # The system trust store; point SSL_CERT_FILE at a private CA's bundle if needed.
-    return ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the broker's certificate and host name: against ``WATCHFLOOR_SSL_CAFILE``
+    (e.g. the local broker's ``tls/ca.pem``) when set, else the system trust store."""
+    cafile = settings.ssl_cafile or None
+    if cafile is not None and not Path(cafile).is_file():
+        raise SecurityConfigError(f"WATCHFLOOR_SSL_CAFILE={cafile}: no such file")
+    return ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -76,7 +84,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=settings.sasl_password,
         )
     if proto.endswith("SSL"):
-        kwargs["ssl_context"] = _ssl_context()
+        kwargs["ssl_context"] = _ssl_context(settings)
     return kwargs
 
 
@@ -89,10 +97,10 @@ def broker_credentials(settings: Settings) -> Any:
     if proto == "PLAINTEXT":
         return None
     if proto == "SSL":
-        return faust.SSLCredentials(_ssl_context())
+        return faust.SSLCredentials(_ssl_context(settings))
     return faust.SASLCredentials(
         username=settings.sasl_username,
         password=settings.sasl_password,
         mechanism=settings.sasl_mechanism.upper(),
-        ssl_context=_ssl_context() if proto == "SASL_SSL" else None,
+        ssl_context=_ssl_context(settings) if proto == "SASL_SSL" else None,
     )

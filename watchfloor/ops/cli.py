@@ -37,7 +37,12 @@ def _config(args: argparse.Namespace):
 def cmd_kafka(args: argparse.Namespace) -> int:
     from watchfloor.ops.kafka_local import KafkaLauncherError, LocalKafka
 
-    broker = LocalKafka(port=args.port, data_dir=args.data_dir, secure=args.secure)
+    broker = LocalKafka(
+        port=args.port,
+        data_dir=args.data_dir,
+        secure=args.secure,
+        tls=args.secure and not args.no_tls,
+    )
     try:
         if args.action == "start":
             print(broker.start())
@@ -45,6 +50,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
                 print(
                     f"admin credentials: WATCHFLOOR_SASL_USERNAME={broker.admin_user} "
                     f"WATCHFLOOR_SASL_PASSWORD_FILE={broker.admin_password_file}"
+                    + (
+                        f" WATCHFLOOR_SSL_CAFILE={broker.tls_files.ca_cert}"
+                        if broker.is_tls
+                        else ""
+                    )
                 )
         elif args.action == "stop":
             print(broker.stop())
@@ -302,7 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--secure",
         action="store_true",
-        help="SASL/SCRAM-SHA-512 and deny-by-default ACLs (docs/security.md)",
+        help="SASL/SCRAM-SHA-512 over TLS (a local CA in the data dir), mutual TLS on the "
+        "controller listener, deny-by-default ACLs (docs/security.md)",
+    )
+    k.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="with --secure: SASL over plaintext on the client listener (not recommended)",
     )
     k.set_defaults(func=cmd_kafka)
 

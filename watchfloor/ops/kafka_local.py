@@ -15,12 +15,15 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from watchfloor.ops.local_tls import BROKER_PRINCIPAL, TlsFiles, ensure_tls
 
 KAFKA_VERSION = "3.9.2"
 SCALA_VERSION = "2.13"
@@ -132,6 +135,10 @@ class LocalKafka:
     #: docs/security.md. A data dir formatted secure always starts secure.
     secure: bool = False
     admin_user: str = "admin"
+    #: With ``secure``: TLS on the client listener too (SASL_SSL; clients trust the local
+    #: CA, ``tls_files.ca_cert``). The controller listener of a secure broker always
+    #: requires mutual TLS. A data dir started with TLS always starts with TLS.
+    tls: bool = False
 
     @property
     def dir(self) -> Path:
@@ -160,7 +167,15 @@ class LocalKafka:
 
     @property
     def is_secure(self) -> bool:
-        return self.secure or self.admin_password_file.exists()
+        return self.secure or self.admin_password_file.exists() or self.is_tls
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        return TlsFiles(self.dir / "tls")
+
+    @property
+    def is_tls(self) -> bool:
+        return self.tls or (self.dir / "tls-client").exists()
 
     def admin_password(self) -> str:
         """The super user's password: kept in ``admin.password`` (mode 0600) in the data
@@ -189,12 +204,15 @@ class LocalKafka:
         """aiokafka kwargs for the super user (PLAINTEXT when not secure)."""
         if not self.is_secure:
             return {}
-        return {
-            "security_protocol": "SASL_PLAINTEXT",
+        kwargs: dict[str, Any] = {
+            "security_protocol": "SASL_SSL" if self.is_tls else "SASL_PLAINTEXT",
             "sasl_mechanism": "SCRAM-SHA-512",
             "sasl_plain_username": self.admin_user,
             "sasl_plain_password": self.admin_password(),
         }
+        if self.is_tls:
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=self.tls_files.ca_cert)
+        return kwargs
 
     # -- files -------------------------------------------------------------------
     def _write_config(self) -> Path:
@@ -227,15 +245,26 @@ class LocalKafka:
         if self.is_secure:
             d.chmod(0o700)
             pw = self.admin_password()
+            tls = ensure_tls(d / "tls", str(d))
+            if self.is_tls:
+                (d / "tls-client").write_text("SASL_SSL on the client listener\n")
+            client = "SASL_SSL" if self.is_tls else "SASL_PLAINTEXT"
             props.update(
                 {
                     "listeners": f"CLIENT://127.0.0.1:{self.port},"
                     f"CONTROLLER://127.0.0.1:{self.cport}",
                     "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
-                    # SCRAM is not supported on the KRaft controller listener: it stays
-                    # PLAINTEXT on loopback and its principal, User:ANONYMOUS, must be a
-                    # super user so the controller can authorize the broker's registration.
-                    "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    # SCRAM is not supported on the KRaft controller listener: it requires
+                    # mutual TLS instead. Its principal is the broker certificate's DN, a
+                    # super user so the controller authorizes the broker's registration;
+                    # nobody else gets in (it used to be PLAINTEXT, User:ANONYMOUS a super
+                    # user: any local process could create ACLs there).
+                    "listener.security.protocol.map": f"CLIENT:{client},CONTROLLER:SSL",
+                    "listener.name.controller.ssl.client.auth": "required",
+                    "ssl.keystore.type": "PEM",
+                    "ssl.keystore.location": str(tls.keystore),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(tls.ca_cert),
                     "inter.broker.listener.name": "CLIENT",
                     "sasl.enabled.mechanisms": "SCRAM-SHA-512",
                     "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
@@ -247,7 +276,7 @@ class LocalKafka:
                         "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
                     ),
                     "allow.everyone.if.no.acl.found": "false",
-                    "super.users": f"User:{self.admin_user};User:ANONYMOUS",
+                    "super.users": f"User:{self.admin_user};{BROKER_PRINCIPAL}",
                 }
             )
         conf = d / "server.properties"
@@ -377,7 +406,8 @@ class LocalKafka:
                     f"Kafka {KAFKA_VERSION} started on {self.bootstrap} "
                     f"(pid {proc.pid}, data {self.dir}"
                     + (
-                        f", SASL/SCRAM-SHA-512, ACLs, admin {self.admin_user!r})"
+                        f", SASL/SCRAM-SHA-512{' over TLS' if self.is_tls else ''}, ACLs, "
+                        f"admin {self.admin_user!r})"
                         if self.is_secure
                         else ")"
                     )

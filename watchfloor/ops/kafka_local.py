@@ -245,7 +245,7 @@ class LocalKafka:
         if self.is_secure:
             d.chmod(0o700)
             pw = self.admin_password()
-            tls = ensure_tls(d / "tls", str(d))
+            tls = ensure_tls(d / "tls", f"port {self.port}")
             if self.is_tls:
                 (d / "tls-client").write_text("SASL_SSL on the client listener\n")
             client = "SASL_SSL" if self.is_tls else "SASL_PLAINTEXT"

@@ -76,7 +76,14 @@ def _expires_soon(pem: Path) -> bool:
 
 
 def ensure_tls(dir: Path, label: str = "") -> TlsFiles:
-    """The CA and broker certificate in ``dir`` (created or renewed when needed)."""
+    """The CA and broker certificate in ``dir`` (created or renewed when needed);
+    ``label`` (at most 16 characters of it) goes into the CA's name.
+
+    >>> import tempfile
+    >>> files = ensure_tls(Path(tempfile.mkdtemp()) / "tls", label="a long label " * 10)
+    >>> sorted(p.name for p in files.dir.iterdir())
+    ['broker.pem', 'ca.key', 'ca.pem']
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -92,9 +99,9 @@ def ensure_tls(dir: Path, label: str = "") -> TlsFiles:
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, f"watchfloor local CA {label}".strip())]
-        )
+        # A CN is at most 64 characters: a random id, not the (long) data dir path.
+        cn = f"watchfloor local CA {label[:16]} {os.urandom(4).hex()}".replace("  ", " ")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn[:64])])
         ca_cert = (
             x509.CertificateBuilder()
             .subject_name(name)

@@ -91,3 +91,23 @@ def test_credentials_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         read_credentials(f, {"agency-cert"}, env={})
     assert SECRET not in str(err.value) and ":1:" in str(err.value)
+
+
+def test_a_ca_file_means_tls_and_is_trusted(tmp_path: Path) -> None:
+    from watchfloor.ops.local_tls import ensure_tls
+
+    ca = ensure_tls(tmp_path / "tls").ca_cert
+    kw = client_kwargs(Settings(ssl_cafile=str(ca)))
+    assert kw["security_protocol"] == "SSL"  # credentials or not, never in the clear
+    kw = client_kwargs(Settings(sasl_username="u", sasl_password="p", ssl_cafile=str(ca)))
+    assert kw["security_protocol"] == "SASL_SSL"
+    ctx = kw["ssl_context"]
+    assert ctx.check_hostname and any(
+        "watchfloor local CA" in str(c.get("subject")) for c in ctx.get_ca_certs()
+    )
+    creds = broker_credentials(Settings(sasl_username="u", sasl_password="p", ssl_cafile=str(ca)))
+    assert creds.protocol.name == "SASL_SSL" and creds.ssl_context is not None
+    with pytest.raises(SecurityConfigError, match="WATCHFLOOR_SSL_CAFILE"):
+        client_kwargs(Settings(ssl_cafile=str(tmp_path / "missing.pem")))
+    env = Settings.from_env({"WATCHFLOOR_SSL_CAFILE": str(ca)})
+    assert env.ssl_cafile == str(ca)

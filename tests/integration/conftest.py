@@ -70,7 +70,7 @@ def worker_env(bootstrap: str, **extra: str) -> dict[str, str]:
     env.update(
         WATCHFLOOR_BROKER=f"kafka://{bootstrap}",
         WATCHFLOOR_TOPICS_FILE=str(ROOT / "topics.yaml"),
-        # The variable's former name: alerts.anchors.audit_key still reads it.
+        # WATCHFLOOR_MASTER_KEY's former name, still read (tests of it depend on that).
         WATCHFLOOR_PSEUDONYM_KEY=TEST_MASTER_KEY,
         WATCHFLOOR_BATCH_WITHIN="0.02",
     )

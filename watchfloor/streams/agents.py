@@ -276,6 +276,10 @@ class StateKeeper:
             await consumer.stop()
         mine = dict(self.rt.checkpointer.last)
         decoded = self.rt.checkpointer.decode(records, wanted)
+        for name, reason in self.rt.checkpointer.refused:
+            # Signed with our key yet not plain state: someone holds the checkpoint key.
+            log.warning("checkpoint %s refused, its state starts fresh: %s", name, reason)
+        self.rt.checkpointer.refused.clear()
         # A checkpoint this worker wrote itself of state it still holds needs no restore
         # (the common case of a rebalance that gives the same partitions back).
         return {

@@ -38,9 +38,13 @@ test-unit: install
 lint: install
 	$(BIN)/python -m ruff check watchfloor tests
 
+# Benchmarks, never tests: each prints ratios to a reference measured in the same run;
+# bench_worker starts its own broker and writes benchmarks/results/worker.json.
 bench: install
 	$(BIN)/python benchmarks/bench_detectors.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_alerts.py
+	$(BIN)/python benchmarks/bench_worker.py
 
 kafka-start: install
 	$(BIN)/watchfloor kafka start

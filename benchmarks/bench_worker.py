@@ -136,6 +136,17 @@ async def produce(
 
 
 # ------------------------------------------------------------------------------ reference
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 async def passthrough(bootstrap: str, config: Config, n: int, sink: str) -> dict[str, Any]:
     """Bare aiokafka: consume → orjson.loads → produce → await acks → commit."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -440,6 +451,7 @@ def main() -> None:
         topics_file, config = namespaced(tmp, prefix)
         asyncio.run(apply_topics(config, bootstrap))
         sink = f"{prefix}.sink"
+        asyncio.run(create_topic(bootstrap, sink, 3))
         events = list(Simulator(seed=args.seed).events(args.events))
         print(f"producing {len(events)} events …", file=sys.stderr)
         asyncio.run(produce(bootstrap, config, events))

@@ -157,3 +157,7 @@ def test_parameters_are_validated() -> None:
         ValueAnomaly(aggregate="mean")
     with pytest.raises(ValueError, match="dim"):
         ValueAnomaly(dim=1)
+    with pytest.raises(ValueError, match="entity_type"):
+        ValueAnomaly(entity_type="crossing")
+    with pytest.raises(ValueError, match="domains"):
+        ValueAnomaly(domains=("finance",))

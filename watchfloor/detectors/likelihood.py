@@ -142,8 +142,8 @@ class SeriesModel:
     """
 
     __slots__ = (
-        "alpha", "cal", "dev", "dim", "emb", "emb_n", "emb_pos", "err_level", "err_season",
-        "history", "k", "last", "last_surprise", "level", "memory", "n", "pending",
+        "alpha", "cal", "dev", "dim", "emb", "emb_n", "emb_pos", "emb_sq", "err_level",
+        "err_season", "history", "k", "last", "last_surprise", "level", "memory", "n", "pending",
         "season_n", "season_v", "slow", "warm_up",
     )
 
@@ -162,6 +162,7 @@ class SeriesModel:
         self.last: list[float] = []
         self.pending: list[list[float]] = []
         self.emb = np.zeros((memory, dim), dtype=np.float32)
+        self.emb_sq = np.zeros(memory, dtype=np.float32)  # squared norms of the rows
         self.emb_n = 0
         self.emb_pos = 0
         self.level = 0.0
@@ -220,10 +221,13 @@ class SeriesModel:
         centred = [v - mean for v in w]
         pattern = 0.0
         if self.emb_n >= self.k:
-            ref = self.emb[: self.emb_n]
-            d2 = ((ref - np.asarray(centred, dtype=np.float32)) ** 2).sum(axis=1)
-            nearest = np.partition(d2, self.k - 1)[: self.k]
-            pattern = float(np.sqrt(nearest).mean()) / unit
+            # |r - v|^2 = |r|^2 - 2 r.v + |v|^2: one small matrix-vector product.
+            v = np.asarray(centred, dtype=np.float32)
+            m = self.emb_n
+            d2 = self.emb_sq[:m] - 2.0 * (self.emb[:m] @ v)
+            nearest = np.partition(d2, self.k - 1)[: self.k].tolist()
+            vv = sum(c * c for c in centred)
+            pattern = sum(math.sqrt(max(d + vv, 0.0)) for d in nearest) / self.k / unit
         spread = sum(abs(v) for v in centred) / len(centred) / unit
         flat = -math.log(spread + 1e-3)
         return (abs(z), shift, pattern, flat), z, seasonal
@@ -287,7 +291,9 @@ class SeriesModel:
         if len(self.last) == self.dim - 1:
             self.pending.append(self._window(xs))
             if len(self.pending) >= self.dim:
-                self.emb[self.emb_pos] = self.pending.pop(0)
+                row = self.pending.pop(0)
+                self.emb[self.emb_pos] = row
+                self.emb_sq[self.emb_pos] = sum(c * c for c in row)
                 self.emb_pos = (self.emb_pos + 1) % self.memory
                 self.emb_n = min(self.emb_n + 1, self.memory)
             del self.last[0]

@@ -12,7 +12,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from watchfloor.core.alert_schema import ENTITY_TYPES
 from watchfloor.core.entity_table import EntityTable
+from watchfloor.core.events import DOMAINS
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.likelihood import Judgement, SeriesModel, likelihood
 
@@ -134,6 +136,10 @@ class ValueAnomaly(Detector):
         max_entities: int = 20_000,
         ttl_seconds: float = 30 * 86_400.0,
     ) -> None:
+        if entity_type not in ENTITY_TYPES:
+            raise ValueError(f"entity_type must be one of {ENTITY_TYPES}, got {entity_type!r}")
+        if not domains or not set(domains) <= set(DOMAINS):
+            raise ValueError(f"domains must be a non-empty subset of {DOMAINS}, got {domains!r}")
         if aggregate not in _AGGREGATES:
             raise ValueError(f"aggregate must be one of {_AGGREGATES}, got {aggregate!r}")
         if not (2 <= dim <= 64 and memory >= 4 * dim and history >= 16 and neighbours >= 1):

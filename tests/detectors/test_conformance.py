@@ -26,4 +26,5 @@ def test_conformance(ep, check) -> None:
 
 def test_builtin_network_detectors_are_registered() -> None:
     names = {ep.name for ep in ENTRY_POINTS}
-    assert {"port_scan", "exfiltration", "beaconing", "flow_halfspace"} <= names
+    assert {"port_scan", "exfiltration", "beaconing", "flow_halfspace", "flood", "brute_force",
+            "spam"} <= names

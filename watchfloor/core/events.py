@@ -47,7 +47,16 @@ REQUIRED_FIELDS: dict[str, dict[str, str]] = {
 # "amount" is a finite, non-negative, normal number <= 1e15). Decoding validates them
 # when they are sent; events without them are judged without them.
 OPTIONAL_FIELDS: dict[str, dict[str, str]] = {
-    "network": {},
+    "network": {
+        # What flow formats add (Zeek conn.log, Argus, NetFlow, CICFlowMeter); network
+        # detectors use them when present and fall back on sizes otherwise.
+        "conn_state": "str",  # Zeek conn_state (S0, REJ, SF, RSTO, SH, OTH, ...) or Argus State
+        "tcp_flags": "str",  # TCP flags seen, as letters: "S", "SA", "FSPA", "....S."
+        "packets_out": "count",  # packets from src to dst
+        "packets_in": "count",  # packets from dst to src
+        "service": "str",  # application protocol a sensor identified (ssh, dns, http, ...)
+        "src_port": "port",  # the source's port: a server port answering shows backscatter
+    },
     "financial": {
         "balance_before": "amount",  # sender's balance before the payment
         "balance_after": "amount",  # sender's balance after it (0: the account was emptied)

@@ -212,9 +212,13 @@ class AmountAnomaly(Detector):
             h.pos = (h.pos + 1) % self.window
         h.n += 1
         if h.n < self.warm_up:
+            # Welford's update: the ring only grows while n < warm_up <= window, so the
+            # running mean and variance are exactly those of the buffer.
             k = len(buf)
-            h.mean = sum(buf) / k
-            h.var = sum((v - h.mean) ** 2 for v in buf) / (k - 1) if k > 1 else 0.0
+            d = x - h.mean
+            h.mean += d / k
+            m2 = h.var * (k - 2) + d * (x - h.mean) if k > 1 else 0.0
+            h.var = m2 / (k - 1) if k > 1 else 0.0
             return
         # Recomputed on learn so scoring is two subtractions; 64 floats sort in ~2 µs.
         s = sorted(buf)

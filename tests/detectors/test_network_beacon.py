@@ -115,3 +115,14 @@ def test_state_is_bounded_for_200k_pairs() -> None:
     assert len(det.dst_sources) <= 8_000
     assert len(det.sources) <= 8_000
     assert max(len(w) for _, w in det.dst_sources.items()) <= 4 * det.popular_sources
+
+
+def test_a_lone_clockwork_poller_does_not_alert_but_the_same_beacon_with_jitter_does() -> None:
+    # The benign workstation capture: one host, one antivirus server, every 302 s to the
+    # tenth of a second. A bot at the same period jittering by seconds is still caught.
+    poll = cases.poller("10.6.0.5", "104.18.7.20", 302.0, 300, jitter=0.0005)
+    assert detected(Beaconing(), poll) == []
+    bot = c2(302.0, 40, 0.05, src="10.6.0.9", dst="45.9.20.40")
+    assert len(detected(Beaconing(), bot)) == 1
+    mirai = cases.mirai_retries()  # an exact 10 s loop: short periods are not clockwork
+    assert len(detected(Beaconing(), mirai)) == 1

@@ -45,6 +45,13 @@ class Beaconing(Detector):
     Internal destinations (the site's ranges, multicast and broadcast included) and
     ``ignore_ports`` (DNS, NTP, mDNS, SSDP, NetBIOS) are not considered.
 
+    Clockwork timers are down-weighted 5x too: a period of a minute or more kept to
+    within ``clockwork_jitter`` (0.25 %: under a second at 5 minutes) is a scheduler's
+    (antivirus update checks every 302 s, CDN keep-alives every 900 s, on the benign
+    captures the first detector flagged), while the bots there jitter by seconds. A bot
+    on an exact timer of a minute or more is the price; short exact periods (Mirai's
+    retries) are untouched.
+
     One detection per pair and ``realert_seconds`` (a week: an analyst who dismissed a
     poller does not want it back every morning): after the alarm, further beats of the
     same pair score 0.5 ("continuing"). Pairs are remembered ``ttl_seconds`` after their
@@ -86,6 +93,11 @@ class Beaconing(Detector):
         Number of sources contacting a destination that makes it popular (at least 2).
     popularity_seconds
         Window over which sources per destination, and active sources, are counted.
+    clockwork_period
+        Shortest period of a clockwork poller.
+    clockwork_jitter
+        Mean relative jitter below which a series of at least ``clockwork_period`` is a
+        scheduler's timer; its evidence is divided by 5.
     realert_seconds
         A pair already detected is not detected again for this long.
     max_entities
@@ -134,6 +146,8 @@ class Beaconing(Detector):
         popular_fraction: float = 0.2,
         popular_sources: int = 2,
         popularity_seconds: float = 86_400.0,
+        clockwork_period: float = 60.0,
+        clockwork_jitter: float = 0.0025,
         realert_seconds: float = 7 * 86_400.0,
         max_entities: int = 100_000,
         ttl_seconds: float = 26 * 3_600.0,
@@ -162,6 +176,8 @@ class Beaconing(Detector):
         self.popular_fraction = popular_fraction
         self.popular_sources = popular_sources
         self.popularity_seconds = popularity_seconds
+        self.clockwork_period = clockwork_period
+        self.clockwork_jitter = clockwork_jitter
         self.realert_seconds = realert_seconds
         self.max_entities = max_entities
         self.ttl_seconds = ttl_seconds
@@ -227,14 +243,18 @@ class Beaconing(Detector):
         gate = min(1.0, regular / self.min_regular) ** 4 * min(1.0, self.max_mad / mad) ** 4 \
             if mad > 0 else min(1.0, regular / self.min_regular) ** 4
         weight, n_src = self._popularity_weight(dst, src, now)
+        jitter = sum(abs(g - period) for g in one) / (period * len(one)) if one else 0.0
+        # Clockwork: a scheduler's timer (antivirus update check, CDN keep-alive) keeps a
+        # minutes-long period to a fraction of a second; bots on real captures jitter by
+        # seconds, or retry at short periods (Mirai), which this does not touch.
+        clockwork = period >= self.clockwork_period and jitter < self.clockwork_jitter
         # A gap of two or three periods fits random traffic easily: half weight.
-        raw = (len(one) + 0.5 * missed) * gate * weight
+        raw = (len(one) + 0.5 * missed) * gate * weight * (0.2 if clockwork else 1.0)
         score = logistic(raw, self.mid, self.alarm)
         if score < 0.1:
             return NORMAL
         if now - st[1] < self.realert_seconds:
             return Score(min(score, 0.5), f"{src} continuing beacon to {dst}", raw)
-        jitter = sum(abs(g - period) for g in one) / (period * len(one)) if one else 0.0
         reason = (f"{src} contacted {dst} {len(one) + missed + 1} times every {period:.0f} s"
                   f" (jitter {100 * jitter:.1f}%")
         reason += f", {missed} missed beats)" if missed else ")"

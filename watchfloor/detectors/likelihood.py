@@ -7,10 +7,10 @@ in the signal's own units and needs no absolute gate):
 * **residual**: distance of the value from what was expected, in robust deviations: the
   expectation is a Huber-robust EWMA level, or the hour-of-day/weekend profile when that
   has predicted this series better (seasonal signals). Two-sided: rises and drops.
-* **pattern**: the nearest-neighbour distance of the last ``dim`` values (their shape,
-  mean removed, in deviations) to every earlier window of the last ``memory`` values,
-  trivial self-matches excluded (KNN-CAD's conformal nearest-neighbour score on a
-  delay embedding). Sees changes of rhythm, oscillation and spikes in context.
+* **pattern**: the nearest-neighbour distance of the last ``dim`` values (relative to
+  the level at their time, in deviations) to every earlier window of the last
+  ``memory`` values, trivial self-matches excluded (KNN-CAD's conformal nearest-neighbour
+  score on a delay embedding). Sees changes of rhythm, oscillation and spikes in context.
 * **flat**: how far the spread of the last ``dim`` values has fallen below the usual
   spread (a stuck sensor, a feed that stopped changing).
 
@@ -200,9 +200,8 @@ class SeriesModel:
     def _window(self, x: float) -> list[float]:
         # Windows see a hostile value (1e300) as stored: at most 1,000 deviations out.
         lim = 1_000.0 * self._scale()
-        w = [*self.last, min(max(x, self.level - lim), self.level + lim)]
-        mean = sum(w) / len(w)
-        return [v - mean for v in w]
+        return [v - self.level for v in (*self.last, min(max(x, self.level - lim),
+                                                          self.level + lim))]
 
     def _raws(self, x: float, ts: float) -> tuple[tuple[float, ...], float, bool]:
         """((|residual|, |window shift|, pattern distance, flatness), residual, seasonal)."""
@@ -219,14 +218,15 @@ class SeriesModel:
         # in any one value but not in dim of them.
         shift = abs(mean - self.level) / unit
         centred = [v - mean for v in w]
+        rel = [v - self.level for v in w]
         pattern = 0.0
         if self.emb_n >= self.k:
             # |r - v|^2 = |r|^2 - 2 r.v + |v|^2: one small matrix-vector product.
-            v = np.asarray(centred, dtype=np.float32)
+            v = np.asarray(rel, dtype=np.float32)
             m = self.emb_n
             d2 = self.emb_sq[:m] - 2.0 * (self.emb[:m] @ v)
             nearest = np.partition(d2, self.k - 1)[: self.k].tolist()
-            vv = sum(c * c for c in centred)
+            vv = sum(c * c for c in rel)
             pattern = sum(math.sqrt(max(d + vv, 0.0)) for d in nearest) / self.k / unit
         spread = sum(abs(v) for v in centred) / len(centred) / unit
         flat = -math.log(spread + 1e-3)

@@ -182,7 +182,8 @@ class AlertStage:
                 Outgoing(
                     self.published_topic, akey,
                     orjson.dumps({"alert_id": aid, "agency": d.agency, "severity": severity,
-                                  "detectors": sorted(detectors), "t": now}),
+                                  "detectors": sorted(detectors), "t": now,
+                                  "arrival": arrival}),
                     "published", d.agency, severity, arrival,
                 )
             )

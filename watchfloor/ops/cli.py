@@ -391,11 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=float, default=300.0)
     dm.add_argument("--agency", default="cert")
     dm.set_defaults(func=lambda a: __import__("watchfloor.ops.demo", fromlist=["run"]).run(a))
-    from watchfloor.ops import console_cli, evaluate_cli, taxii_cli
+    from watchfloor.ops import console_cli, evaluate_cli, report, taxii_cli
 
     evaluate_cli.add_parser(sub)
     taxii_cli.add_parser(sub)
     console_cli.add_parser(sub)
+    report.add_parser(sub)
     return p
 
 

@@ -127,10 +127,8 @@ class Runtime:
                 factory, metrics, max_future_seconds=config.time.max_future_seconds
             ),
             tracker=ResponseTracker(),
-            # Plugin detectors' classes may appear in restored state; nothing else new.
-            checkpointer=Checkpointer(
-                keys.checkpoint, allowed_modules={d.cls.__module__ for d in detectors.values()}
-            ),
+            # Classes of plugin packages may appear in restored state; nothing else new.
+            checkpointer=Checkpointer(keys.checkpoint, allowed_modules=plugin_packages(detectors)),
             key=key,
             keys=keys,
         )

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
@@ -138,6 +139,8 @@ def _attacks(marker: Path) -> dict[str, object]:
         "getattr chain": _Reduce(getattr, (_Reduce(__import__, ("os",)), "system")),
         # Hidden inside legitimate-looking state, as a detector's attribute.
         "nested": {"detectors": [{"port_scan": _Reduce(os.system, (cmd,))}]},
+        # Inside a numpy object array (numpy's reconstructors are allowed).
+        "numpy object array": np.array([_Reduce(os.system, (cmd,))], dtype=object),
     }
 
 
@@ -226,3 +229,23 @@ def test_the_workers_real_state_restores_through_the_restricted_unpickler() -> N
         assert restored == [s.name for s in engine.slots]
     assert type(got["feedback.0"].state).__name__ == "ResponseTracker"
     assert len(got["feedback.0"].state) == len(rt.tracker)
+
+
+class PluginState:
+    """Stands for a detector plugin's own state class (a package not shipped with us)."""
+
+    def __init__(self, seen: int) -> None:
+        self.seen = seen
+
+
+def test_a_plugins_classes_restore_only_when_its_package_is_allowed() -> None:
+    from watchfloor.streams.runtime import plugin_packages
+
+    msgs = Checkpointer(KEYS.checkpoint).encode("score.network.0", PluginState(3))
+    assert Checkpointer(KEYS.checkpoint).decode(msgs) == {}
+    allowed = plugin_packages({"p": type("R", (), {"cls": PluginState})()})
+    assert allowed == {"tests"}
+    got = Checkpointer(KEYS.checkpoint, allowed_modules=allowed).decode(msgs)
+    assert got["score.network.0"].state.seen == 3
+    # Built-in detectors add nothing: watchfloor's own modules are listed already.
+    assert plugin_packages({"p": type("R", (), {"cls": Checkpointer})()}) == set()

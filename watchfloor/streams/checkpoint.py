@@ -76,6 +76,18 @@ ALLOWED_GLOBALS = frozenset(
         ("functools", "partial"),  # its callable must itself be allowed
         ("random", "Random"),
     }
+    # numpy arrays (value_anomaly's windows): dtypes and arrays rebuilt from raw bytes.
+    # An object array's elements are unpickled through this same allow-list.
+    | {("numpy", n) for n in ("dtype", "ndarray")}
+    | {
+        (f"numpy.{core}.{module}", n)
+        for core in ("core", "_core")
+        for module, n in (
+            ("numeric", "_frombuffer"),
+            ("multiarray", "_reconstruct"),
+            ("multiarray", "scalar"),
+        )
+    }
 )
 
 

@@ -95,6 +95,8 @@ def flow_kind(event: Mapping[str, Any], probe_max_bytes: int = 1_000,
     packets = event.get("packets_out")
     if isinstance(packets, int) and packets > 4:
         return REAL
+    if event["bytes_in"] > 0 and str(event["protocol"]).lower() == "udp":
+        return REAL  # an answered datagram (DNS, NTP): small by nature, not a probe
     return PROBE if small else REAL
 
 

@@ -187,6 +187,18 @@ class Beaconing(Detector):
         # the exact number no longer matters); src -> None, to count active sources.
         self.dst_sources: EntityTable[WindowSet] = EntityTable(max_entities, popularity_seconds)
         self.sources: EntityTable[bool] = EntityTable(max_entities, popularity_seconds)
+        # The engine scores an event and then learns it: learn_one reuses score_one's
+        # verdict for that same event object (not state: left out of pickles).
+        self._last: tuple[Mapping[str, Any], Score] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_last"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_last", None)
 
     def _relevant(self, event: Mapping[str, Any]) -> bool:
         dst = event["dst_ip"]
@@ -210,6 +222,11 @@ class Beaconing(Detector):
         return 1.0 / (1.0 + 4.0 * u * u), n_src
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
+        verdict = self._score(event)
+        self._last = (event, verdict)
+        return verdict
+
+    def _score(self, event: Mapping[str, Any]) -> Score:
         if not self._relevant(event):
             return NORMAL
         src, dst, now = event["src_ip"], event["dst_ip"], event["_ts"]
@@ -275,7 +292,13 @@ class Beaconing(Detector):
         st = self.pairs.get(key)
         if st is not None and now - st[0][-1] < self.merge_seconds:
             return  # same attempt
-        verdict = self.score_one(event) if st is not None else NORMAL
+        last, self._last = self._last, None
+        if st is None:
+            verdict = NORMAL
+        elif last is not None and last[0] is event:
+            verdict = last[1]
+        else:
+            verdict = self._score(event)
         st = self.pairs.setdefault(key, now, lambda: [array("d"), float("-inf")])
         times = st[0]
         if times and now <= times[-1]:

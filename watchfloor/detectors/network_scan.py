@@ -207,19 +207,24 @@ class PortScan(Detector):
             return
         src, dst, port, now = event["src_ip"], event["dst_ip"], event["dst_port"], event["_ts"]
         real = kind != PROBE
+        if real:
+            # Real connections only matter as the share of a prober's traffic: update the
+            # sets of a source that probed, create nothing (most flows end here, cheaply).
+            for table, key, member in ((self.by_dst, f"{src}>{dst}", port),
+                                       (self.by_src, src, dst),
+                                       (self.by_port, f"{src}|{port}", dst),
+                                       (self.block_pairs, src, (dst, port))):
+                w = table.get(key)
+                if w is not None:
+                    w.add(member, True, now)
+                    table.setdefault(key, now, list)  # mark it seen
+            return
         vd = self._set(self.by_dst, f"{src}>{dst}", now)
         vd.add(port, real, now)
         sd = self._set(self.by_src, src, now)
         sd.add(dst, real, now)
-        if real and f"{src}|{port}" not in self.by_port:
-            return  # a real connection on a port never probed: nothing to discount yet
         hd = self._set(self.by_port, f"{src}|{port}", now)
         hd.add(dst, real, now)
-        if real:
-            pd = self.block_pairs.get(src)
-            if pd is not None:
-                pd.add((dst, port), True, now)
-            return
         ep = self._in_episode(src, now)
         if ep is not None:
             ep[1] = max(ep[1], now)

@@ -324,7 +324,7 @@ async def alert_latencies(
     """Seconds from the newest cited event's append to each alert's append."""
     from aiokafka import AIOKafkaConsumer
 
-    topics = [a.topic for a in config.agencies.values()]
+    topics = [a.topic for a in config.agencies]
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
@@ -439,7 +439,9 @@ def main() -> None:
     kafka = None
     bootstrap = os.environ.get("WATCHFLOOR_BROKER", "").removeprefix("kafka://")
     if not bootstrap:
-        kafka = LocalKafka(port=free_port(), data_dir=tmp / "kafka")
+        from tests.conftest import free_port as free_pair
+
+        kafka = LocalKafka(port=free_pair(pairs=2), data_dir=tmp / "kafka")  # + controller
         print(kafka.start(timeout=120), file=sys.stderr)
         bootstrap = kafka.bootstrap
     result: dict[str, Any] = {
@@ -465,6 +467,8 @@ def main() -> None:
             result["scale_out"] = drain(
                 bootstrap, config, topics_file, args.events, args.workers, tmp
             )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # partial, in case
         result["rates"] = []
         for rate in [float(r) for r in args.rates.split(",") if r]:
             print(f"rate {rate:.0f}/s for {args.duration:.0f} s …", file=sys.stderr)

@@ -120,3 +120,18 @@ def test_hostile_identifiers_stay_data(config: Config, key: bytes) -> None:
 def test_unknown_tlp_level_is_refused() -> None:
     with pytest.raises(ValueError, match="valid: clear, green, amber, amber\\+strict, red"):
         alert_bundle({"alert_id": "x"}, "white", PRODUCER)
+
+
+def test_withheld_detection_entities_refer_to_the_incident(
+    config: Config, key: bytes, det: Det
+) -> None:
+    liaison = views(config, key, det)["liaison"][-1]
+    objs = alert_bundle(liaison, "amber", PRODUCER)["objects"]
+    entities = {o["id"] for o in objs if o["type"].startswith("x-watchfloor")}
+    observed = [o for o in objs if o["type"] == "observed-data"]
+    assert len(observed) == 3 and len(entities) == 3
+    # The liaison desk is not told which entity each detection is about: each refers to
+    # the incident's entities and says so, rather than pinning it on the first one.
+    for o in observed:
+        assert set(o["object_refs"]) == entities and o["x_watchfloor_entity_withheld"]
+    assert {o["first_observed"] for o in observed} != {observed[0]["modified"]}

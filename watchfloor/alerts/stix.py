@@ -90,8 +90,16 @@ def _sco_id(kind: str, contributing: Mapping[str, Any]) -> str:
 
 
 def _ts(value: Any, default: str) -> str:
-    """A STIX timestamp (RFC 3339, UTC, 'Z'); the alert's strings already are."""
-    return value if isinstance(value, str) and value.endswith("Z") else default
+    """A STIX timestamp (RFC 3339, UTC, 'Z') from the alert's strings or an event's epoch
+    milliseconds; ``default`` for anything else."""
+    if isinstance(value, str) and value.endswith("Z") and len(value) <= 40:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
+        from datetime import UTC, datetime
+
+        dt = datetime.fromtimestamp(value / 1000, UTC)
+        return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return default
 
 
 def entity_sco(entity: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -167,8 +175,11 @@ def alert_bundle(view: Mapping[str, Any], tlp: str, producer: str) -> dict[str, 
     for i, det in enumerate(view.get("detections") or ()):
         if not isinstance(det, Mapping):
             continue
-        ref = sco_for(det.get("entity")) or next(iter(scos), None)
-        if ref is None:
+        own = sco_for(det.get("entity"))
+        # Where the agreement withholds which entity a detection is about, it was
+        # observed in this incident: refer to the incident's entities, and say so.
+        refs = [own] if own is not None else list(scos)
+        if not refs:
             continue  # observed-data must refer to something the agency may see
         when = _ts(det.get("ts"), modified)
         obj: dict[str, Any] = {
@@ -176,8 +187,10 @@ def alert_bundle(view: Mapping[str, Any], tlp: str, producer: str) -> dict[str, 
             "id": _sdo_id("observed-data", alert_id, det.get("event_id", i), det.get("detector")),
             **common,
             "first_observed": when, "last_observed": when, "number_observed": 1,
-            "object_refs": [ref],
+            "object_refs": refs,
         }
+        if own is None:
+            obj["x_watchfloor_entity_withheld"] = True
         for field in ("detector", "domain", "score", "reason", "event_id"):
             if field in det:
                 obj[f"x_watchfloor_{field}"] = det[field]

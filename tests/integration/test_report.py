@@ -74,7 +74,9 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
     try:
         now = int(time.time() * 1000)
         run(produce(broker, f"{prefix}.events.network", port_scan("10.55.0.9", now)))
-        run(produce(broker, f"{prefix}.events.financial", structuring("NL91REPT0001", now - 4 * 3_600_000)))
+        # Structuring spans hours: it starts in the past (future event times are refused).
+        earlier = now - 4 * 3_600_000
+        run(produce(broker, f"{prefix}.events.financial", structuring("NL91REPT0001", earlier)))
         cert = run(collect(broker, f"{prefix}.alerts.cert",
                            lambda r: any(a.get("kind") == "alert" for a in r), timeout=90))
         fiu = run(collect(broker, f"{prefix}.alerts.fiu",

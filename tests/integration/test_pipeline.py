@@ -54,7 +54,9 @@ def structuring(account: str, start_ms: int) -> list[tuple[bytes, bytes]]:
             orjson.dumps(
                 {
                     "event_id": f"fin-{_uid()}",
-                    "ts": start_ms + i * 3_600_000,
+                    # Hourly, ending at start_ms: a later time would be in the future of the
+                    # broker's clock (future_timestamp, issue 9 item 4).
+                    "ts": start_ms - (3 - i) * 3_600_000,
                     "account_id": account,
                     "counterparty_id": f"CP-{i}",
                     "amount": 9_400.0 + 100 * i,

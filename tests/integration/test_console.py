@@ -5,7 +5,6 @@ and the worker's response-latency metric. Another agency's token does not open i
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.browser import chromium
 from tests.conftest import ROOT, free_port
 from tests.integration.conftest import Worker, metric_value
 from tests.integration.test_pipeline import port_scan
@@ -31,27 +31,8 @@ ARTIFACTS = ROOT / "artifacts"
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    import os
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver_path:
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing: deploy/chromium/install.sh installs them")
-        pytest.skip("chromium/chromedriver not installed (make test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class Served:

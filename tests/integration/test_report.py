@@ -3,7 +3,6 @@ what the run did, and the HTML renders with its charts in headless Chromium."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import orjson
 import pytest
 import yaml
 
+from tests.browser import chromium
 from tests.conftest import ROOT
 from tests.integration.conftest import start_worker, stop_worker, worker_env
 from tests.integration.test_pipeline import port_scan, structuring
@@ -134,24 +134,9 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
 
 
 def browse(path: Path, f: dict[str, Any]) -> None:
-    import os
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver_path:
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing: deploy/chromium/install.sh installs them")
-        pytest.skip("chromium not installed (make test installs it)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1200,2400"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with chromium("1200,2400") as driver:
         driver.get(path.as_uri())
         assert driver.find_element(By.ID, "h-incidents").text.startswith(
             str(f["alerts"]["incidents"]))
@@ -161,5 +146,3 @@ def browse(path: Path, f: dict[str, Any]) -> None:
         assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect")  # bars were drawn
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "report.png"))
-    finally:
-        driver.quit()

@@ -37,7 +37,7 @@ from watchfloor.alerts.audit import record_hash, verify
 from watchfloor.config import Config
 from watchfloor.core.alert_schema import ENVELOPE_FIELDS, SEVERITY_RANK, split_qualified
 from watchfloor.core.decoding import parse_ts
-from watchfloor.core.events import ENTITY_FIELDS
+from watchfloor.core.events import ENTITY_FIELDS, canonical_document
 from watchfloor.core.keys import derive_keys
 from watchfloor.detectors.network import INTERNAL_NETWORKS, _is_internal
 from watchfloor.ops.audit_cli import Entry, read_audit, verify_report
@@ -235,7 +235,10 @@ def scenario(worker: Worker, config: Config) -> Iterator[Scenario]:
             assert fiu, f"no FIU alert for structuring on {account}\n{worker.log_tail()}"
     _settle(worker)
 
-    clear = {"ip1": rw.ip(actors["ip1"]), "account": account, "document": rw.document}
+    # The worker canonicalises document numbers at decoding (case, separators): the
+    # respelled document is one entity, and its canonical spelling is what agencies see.
+    document = canonical_document(rw.document)
+    clear = {"ip1": rw.ip(actors["ip1"]), "account": account, "document": document}
     mine = {clear["ip1"], clear["account"], clear["document"]}
     plans = {a.name: AgreementPlan(a, TEST_KEY) for a in config.agencies}
     alerts: dict[str, list[tuple[dict[str, Any], bytes]]] = {}
@@ -262,7 +265,7 @@ def scenario(worker: Worker, config: Config) -> Iterator[Scenario]:
         c2=rw.ip(actors["c2"]),
         account=account,
         person=rw.sid(actors["person"]),
-        document=rw.document,
+        document=document,
         start=start,
         alerts=alerts,
         notices=notices,
@@ -702,8 +705,13 @@ def test_each_agency_sees_only_what_its_agreement_names(
     # FIU sees the IP, the document and the person linked to the account only as
     # pseudonyms, and the beaconing reasons (naming the C2 address) not at all.
     assert fiu["links"]
-    for end in (e for link in fiu["links"] for e in (link["a"], link["b"])):
-        assert end["id"] == s.account if end["type"] == "account" else end["id"].startswith("ps_")
+    # Every financial detection links both ends of its payment, so the counterparties
+    # (accounts too) are there, in clear as the FIU's agreement says for accounts.
+    ends = [e for link in fiu["links"] for e in (link["a"], link["b"])]
+    assert any(e == {"type": "account", "id": s.account} for e in ends)
+    for end in ends:
+        is_pseudonym = end["id"].startswith("ps_")
+        assert not is_pseudonym if end["type"] == "account" else is_pseudonym, end
     assert all("reason" not in d for d in fiu["detections"] if d["domain"] != "financial")
     assert "score" in ctpu and "score" not in s.final("liaison")
 

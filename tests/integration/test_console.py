@@ -106,9 +106,10 @@ def test_console_shows_live_alert_and_ack_reaches_worker(
         card = wait_for(our_card, 90, f"an alert about {ip} on the page")
         alert_id = card.get_attribute("data-alert-id")
         assert "port_scan" in card.text
-        # No other agency's traffic on this screen: every entity is the CERT's kind.
-        for ent in browser.find_elements(By.CSS_SELECTOR, "li.entity"):
-            assert ent.text.startswith("ip "), ent.text
+        # Nothing outside the CERT's agreement on this screen: every incident shown is a
+        # network one (other domains' incidents go to other agencies' topics).
+        for domains in browser.find_elements(By.CSS_SELECTOR, "li.alert .domains"):
+            assert "network" in domains.text, domains.text
         before = metric_value(worker.metrics(), "watchfloor_response_latency_seconds_count",
                               agency="cert")
         card.find_element(By.CSS_SELECTOR, "button.ack").click()

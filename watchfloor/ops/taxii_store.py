@@ -13,8 +13,8 @@ entries are dropped.
 
 >>> c = Collection("cert", max_entries=3)
 >>> for i in range(4):
-...     c.add({"type": "indicator", "id": f"indicator--{i}", "modified": "2026-01-01T00:00:00Z"},
-...           1_700_000_000_000 + i)
+...     _ = c.add({"type": "indicator", "id": f"indicator--{i}",
+...                 "modified": "2026-01-01T00:00:00Z"}, 1_700_000_000_000 + i)
 >>> [e.obj["id"] for e in c.page(None, 10)[0]]
 ['indicator--1', 'indicator--2', 'indicator--3']
 """

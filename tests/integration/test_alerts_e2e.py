@@ -50,8 +50,10 @@ HOUR = 3600.0
 TEST_KEY = derive_keys(TEST_MASTER_KEY.encode()).pseudonym
 AGENCY_TOPICS = ("alerts.cert", "alerts.fiu", "alerts.border", "alerts.ctpu", "alerts.liaison")
 AUDIT = "audit.sharing"
-# Documents other integration tests put on the border topic.
-USED_ELSEWHERE = {"P0001847", "P0002299", "P0003370"}
+# Documents other integration tests put on the border topic. Document numbers are
+# canonicalised at decoding, so a respelling of one of these would be the same entity.
+USED_ELSEWHERE = {"P0001847", "P0002299", "P0003370", "P0004418", "P0007781", "P0008842",
+                  "P0009905", "P0000913", "P0005521", "P0006603"}
 STRING_IDS = ("account_id", "counterparty_id", "person_id", "device_id", "document_id")
 
 

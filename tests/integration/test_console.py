@@ -84,13 +84,17 @@ def test_console_shows_live_alert_and_ack_reaches_worker(
         browser.get(served.url + "/login")
         browser.find_element(By.ID, "token").send_keys(ctpu_token)
         browser.find_element(By.ID, "sign-in").click()
-        assert "does not open this console" in browser.find_element(By.ID, "login-error").text
+        # The refusal is a new page: wait for it rather than racing the navigation.
+        wait_for(lambda: "does not open this console" in " ".join(
+            e.text for e in browser.find_elements(By.ID, "login-error")), 20, "the refusal")
         browser.get(served.url + "/")
         assert "/login" in browser.current_url
 
+        wait_for(lambda: browser.find_elements(By.ID, "token"), 20, "the sign-in form")
         browser.find_element(By.ID, "token").send_keys(cert_token)
         browser.find_element(By.ID, "sign-in").click()
-        wait_for(lambda: browser.find_element(By.ID, "status").text == "live", 20, "live stream")
+        wait_for(lambda: any(e.text == "live" for e in browser.find_elements(By.ID, "status")),
+                 30, "live stream")
 
         # Cause a CERT alert now, while the page is open: it must appear without a reload.
         ip = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"

@@ -63,7 +63,7 @@ def test_future_and_ancient_event_times_cannot_expire_or_take_over_incidents(
     first = run(
         collect(
             b, "alerts.border", bool, 90, start,
-            lambda a: _about_document(a) and a["detections"][-1]["event_id"] == ids["open"],
+            lambda a: _about_document(a) and a["detections"][-1].get("event_id") == ids["open"],
         )
     )
     assert first, f"no alert for the stolen document\n{worker.log_tail()}"
@@ -89,14 +89,16 @@ def test_future_and_ancient_event_times_cannot_expire_or_take_over_incidents(
     assert ids["2099"].encode() in base64.b64decode(letters[0]["original"])
 
     def joined(alerts: list[dict]) -> bool:
-        return any(a["detections"][-1]["event_id"] == ids["next"] for a in alerts)
+        return any(a["detections"][-1].get("event_id") == ids["next"] for a in alerts)
 
     alerts = run(collect(b, "alerts.border", joined, 90, start, _about_document))
-    latest = [a for a in alerts if a["detections"][-1]["event_id"] == ids["next"]]
+    latest = [a for a in alerts if a["detections"][-1].get("event_id") == ids["next"]]
     assert latest, f"the last crossing made no alert\n{worker.log_tail()}"
     # Joined the open incident: it was neither expired (2099) nor taken over (2000).
     assert latest[0]["alert_id"] == incident and latest[0]["version"] >= 2, latest[0]
     # The 2000 event was scored (nothing lost) into an incident of its own.
-    old = [a for a in alerts if any(d["event_id"] == ids["2000"] for d in a["detections"])]
+    # .get: a multi-domain incident's other-domain detections carry no event_id for the
+    # border agency (its agreement shares event ids of border detections only).
+    old = [a for a in alerts if any(d.get("event_id") == ids["2000"] for d in a["detections"])]
     assert old and all(a["alert_id"] != incident for a in old)
     assert worker.proc.poll() is None

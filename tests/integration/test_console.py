@@ -69,6 +69,7 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
 def test_console_shows_live_alert_and_ack_reaches_worker(
     worker: Worker, config: Config, browser: Any, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     b = worker.bootstrap
@@ -101,23 +102,40 @@ def test_console_shows_live_alert_and_ack_reaches_worker(
         start = run(end_offsets(b, feedback_topic))
         run(produce(b, "events.network", port_scan(ip, int(time.time() * 1000))))
 
-        def our_card() -> Any:
-            for card in browser.find_elements(By.CSS_SELECTOR, "li.alert"):
-                if ip in card.text:
-                    return card
+        def our_card() -> tuple[str, str] | None:
+            # The list re-renders as alerts arrive: elements can go stale between calls.
+            try:
+                for card in browser.find_elements(By.CSS_SELECTOR, "li.alert"):
+                    text = card.text
+                    if ip in text:
+                        return card.get_attribute("data-alert-id"), text
+            except StaleElementReferenceException:
+                pass
             return None
 
-        card = wait_for(our_card, 90, f"an alert about {ip} on the page")
-        alert_id = card.get_attribute("data-alert-id")
-        assert "port_scan" in card.text
+        alert_id, text = wait_for(our_card, 90, f"an alert about {ip} on the page")
+        assert "port_scan" in text
+
+        def card_text() -> str:
+            try:
+                return browser.find_element(By.ID, f"alert-{alert_id}").text
+            except (StaleElementReferenceException, NoSuchElementException):
+                return ""
         # Nothing outside the CERT's agreement on this screen: every incident shown is a
         # network one (other domains' incidents go to other agencies' topics).
         for domains in browser.find_elements(By.CSS_SELECTOR, "li.alert .domains"):
             assert "network" in domains.text, domains.text
         before = metric_value(worker.metrics(), "watchfloor_response_latency_seconds_count",
                               agency="cert")
-        card.find_element(By.CSS_SELECTOR, "button.ack").click()
-        wait_for(lambda: "recorded: ack" in (our_card().text if our_card() else ""), 20,
+        def click_ack() -> bool:
+            try:
+                browser.find_element(By.CSS_SELECTOR, f"#alert-{alert_id} button.ack").click()
+                return True
+            except (StaleElementReferenceException, NoSuchElementException):
+                return False
+
+        wait_for(click_ack, 20, "the Acknowledge button")
+        wait_for(lambda: "recorded: ack" in card_text(), 20,
                  "the page to say the ack was recorded")
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "console-cert.png"))

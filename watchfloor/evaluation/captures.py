@@ -65,6 +65,7 @@ from watchfloor.evaluation.formats import (
     get_format,
     time_ordered,
 )
+from watchfloor.evaluation.scoring import fmt, grid
 
 #: Threat type of a real capture -> detectors meant to find it (the configured ones are
 #: used; names other engineers' detectors may have are listed so the table picks them up).
@@ -223,9 +224,9 @@ class CaptureResult:
                 if row is None or not row.sources:
                     continue
                 if (row.recall or 0.0) < tg["recall"]:
-                    out.append(f"{threat}: source recall {_f(row.recall)} < {tg['recall']}")
+                    out.append(f"{threat}: source recall {fmt(row.recall)} < {tg['recall']}")
                 if need_precision and (row.precision or 0.0) < tg["precision"]:
-                    out.append(f"{threat}: precision {_f(row.precision)} < {tg['precision']}")
+                    out.append(f"{threat}: precision {fmt(row.precision)} < {tg['precision']}")
             delay = self.overall.median_delay_s
             if delay is not None and delay > tg["delay_s"]:
                 out.append(f"median detection delay {delay:.0f} s > {tg['delay_s']:.0f} s")
@@ -233,9 +234,9 @@ class CaptureResult:
             tg = FINANCIAL_TARGETS
             o = self.overall
             if (o.recall or 0.0) < tg["recall"]:
-                out.append(f"account recall {_f(o.recall)} < {tg['recall']}")
+                out.append(f"account recall {fmt(o.recall)} < {tg['recall']}")
             if (o.precision or 0.0) < tg["precision"]:
-                out.append(f"account precision {_f(o.precision)} < {tg['precision']}")
+                out.append(f"account precision {fmt(o.precision)} < {tg['precision']}")
             if self.beneficiaries:
                 named = sum(self.beneficiaries.values())
                 if named * 3 < 2 * len(self.beneficiaries):
@@ -264,9 +265,9 @@ class CaptureResult:
 
         def cells(r: CaptureRow) -> tuple[str, ...]:
             return (f"{r.detected}/{r.sources}", str(r.tp), str(r.fp), str(r.cross),
-                    _f(r.precision), _f(r.recall), _f(r.recall_any), f"{r.false_per_10k:.2f}",
-                    _f(r.median_delay_s, ".0f"), f"{r.flows_detected}/{r.flows}",
-                    _f(r.flow_precision), _f(r.flow_recall))
+                    fmt(r.precision), fmt(r.recall), fmt(r.recall_any), f"{r.false_per_10k:.2f}",
+                    fmt(r.median_delay_s, ".0f"), f"{r.flows_detected}/{r.flows}",
+                    fmt(r.flow_precision), fmt(r.flow_recall))
 
         lines = [
             f"{self.format}:{self.path}: {self.events} events ({self.malicious_events} "
@@ -279,12 +280,12 @@ class CaptureResult:
         for name, r in self.by_threat.items():
             rows.append((name, ",".join(r.detectors) or "any", *cells(r)))
         rows.append(("(all)", "all", *cells(self.overall)))
-        lines += _grid(rows)
+        lines += grid(rows, left=2)
         lines.append("")
         rows = [("detector", "", *head)]
         for name, r in self.by_detector.items():
             rows.append((name, "", *cells(r)))
-        lines += _grid(rows)
+        lines += grid(rows, left=2)
         if self.beneficiaries:
             named = [a for a, ok in self.beneficiaries.items() if ok]
             lines.append(f"\nfan-in beneficiaries named: {len(named)}/{len(self.beneficiaries)}")
@@ -300,21 +301,6 @@ class CaptureResult:
                          f"({self.read['skipped_by_reason']}), {self.read['late']} events "
                          "out of order beyond the sort window")
         return "\n".join(lines)
-
-
-def _f(v: float | None, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def _grid(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for k, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out
 
 
 @dataclass

@@ -158,7 +158,7 @@ class EvaluationResult:
                 continue
             if row.recall is None or row.recall < TARGET_RECALL:
                 out.append(
-                    f"{threat}: recall {_fmt(row.recall)} < {TARGET_RECALL} "
+                    f"{threat}: recall {fmt(row.recall)} < {TARGET_RECALL} "
                     f"(missed {', '.join(row.missed_campaigns)})"
                 )
             if row.precision < TARGET_PRECISION:
@@ -210,11 +210,11 @@ class EvaluationResult:
                 str(r.fn),
                 str(r.cross),
                 f"{r.precision:.3f}",
-                _fmt(r.recall),
-                _fmt(r.f1),
+                fmt(r.recall),
+                fmt(r.f1),
                 f"{r.false_per_10k:.2f}",
-                _fmt(r.median_delay_events, ".0f"),
-                _fmt(r.median_delay_seconds, ".0f"),
+                fmt(r.median_delay_events, ".0f"),
+                fmt(r.median_delay_seconds, ".0f"),
             )
 
         lines = []
@@ -229,14 +229,14 @@ class EvaluationResult:
         rows = [("threat type", "detector", "campaigns", *head)]
         for t, r in self.by_threat.items():
             rows.append((t, r.detector, f"{r.campaigns_detected}/{r.campaigns}", *cells(r)))
-        lines += _grid(rows)
+        lines += grid(rows)
         lines.append("")
         rows = [("detector", "threat types", "campaigns", *head)]
         for d, r in self.by_detector.items():
             rows.append(
                 (d, ",".join(r.threats) or "-", f"{r.campaigns_detected}/{r.campaigns}", *cells(r))
             )
-        lines += _grid(rows)
+        lines += grid(rows)
         lines.append("")
         lines.append(
             f"false alerts: {self.false_alerts} on {self.benign_events} benign events = "
@@ -258,17 +258,19 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-def _fmt(v: float | None, spec: str = ".3f") -> str:
+def fmt(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _grid(rows: list[tuple[str, ...]]) -> list[str]:
+def grid(rows: list[tuple[str, ...]], left: int = 3) -> list[str]:
+    """Rows as aligned text: the first ``left`` columns left-aligned, a rule under the
+    header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for k, r in enumerate(rows):
         out.append(
             "  ".join(
-                c.ljust(w) if i < 3 else c.rjust(w)
+                c.ljust(w) if i < left else c.rjust(w)
                 for i, (c, w) in enumerate(zip(r, widths, strict=True))
             ).rstrip()
         )

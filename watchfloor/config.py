@@ -41,6 +41,7 @@ TOPIC_ROLES = frozenset(
         "checkpoints",
         "published",
         "anchors",
+        "rekeyed",
     }
 )
 

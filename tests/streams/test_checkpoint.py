@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import ROOT
 from watchfloor.config import load_config
 from watchfloor.core.keys import derive_keys
+from watchfloor.detectors.engine import REKEYED
 from watchfloor.settings import Settings
 from watchfloor.simulation import Simulator, encode
 from watchfloor.streams.checkpoint import (
@@ -208,9 +209,16 @@ def test_the_workers_real_state_restores_through_the_restricted_unpickler() -> N
             (encode(ev), None, f"events.{domain}", 0, i, now)
         )
     detections = []
+    second: list[tuple[bytes, bytes]] = []
     for domain, recs in by_domain.items():
-        found, _ = rt.processor.process(domain, recs)
+        found, _ = rt.processor.process(domain, recs, second)
         detections += found
+    # The re-keyed stage's state (fan_in, cycle, flood...) is checkpointed the same way.
+    found, _ = rt.processor.process(
+        REKEYED, [(v, k, "watchfloor.rekeyed", 0, i, now) for i, (k, v) in enumerate(second)]
+    )
+    detections += found
+    assert (REKEYED, 0) in rt.processor.engines
     stage = rt.stage(0)
     for det in detections:
         stage.process(det)
@@ -226,7 +234,13 @@ def test_the_workers_real_state_restores_through_the_restricted_unpickler() -> N
     for (domain, partition), engine in rt.processor.engines.items():
         fresh = rt.processor.factory(domain)
         restored = fresh.restore(got[f"score.{domain}.{partition}"].state)
-        assert restored == [s.name for s in engine.slots]
+        if domain == REKEYED:
+            assert restored == [f"{st}:{s.name}" for st, e in engine.engines.items()
+                                for s in e.slots]  # fmt: skip
+            graph = [e.engines["financial/*"].slots[1].detector for e in (fresh, engine)]
+            assert len(graph[0]._table) == len(graph[1]._table) > 0
+        else:
+            assert restored == [s.name for s in engine.slots]
     assert type(got["feedback.0"].state).__name__ == "ResponseTracker"
     assert len(got["feedback.0"].state) == len(rt.tracker)
 

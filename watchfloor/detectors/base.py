@@ -50,6 +50,12 @@ class Detector(abc.ABC):
     entity: ClassVar[tuple[str, str]] = ("", "")
     #: The kind of threat it finds, used by routing rules and evaluation.
     kind: ClassVar[str] = ""
+    #: The event field its state is keyed by: every event with the same value of it must
+    #: reach the same instance. None: its entity field. ``"*"``: the whole domain (a graph
+    #: of payments, say). Input is partitioned by the domain's entity field (``src_ip``,
+    #: ``account_id``, ``document_id``); a detector keyed by anything else runs in the
+    #: worker's second, re-keyed stage (docs/detectors.md, "Where a detector runs").
+    keyed_by: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def learn_one(self, event: Mapping[str, Any]) -> None:

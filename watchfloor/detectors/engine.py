@@ -11,12 +11,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from watchfloor.config import Config
-from watchfloor.core.events import JURISDICTION_FIELDS, LINK_FIELDS
+from watchfloor.core.decoding import InvalidEvent
+from watchfloor.core.events import ENTITY_FIELDS, JURISDICTION_FIELDS, LINK_FIELDS
 from watchfloor.detectors.base import Detector
 from watchfloor.detectors.registry import Registered, build, discover
 
 _NONE: tuple[dict[str, Any], ...] = ()
+# The pseudo-domain of the second, re-keyed scoring stage (see RekeyedEngine).
+REKEYED = "rekeyed"
+# ``Detector.keyed_by`` for state over the whole domain.
+WHOLE_DOMAIN = "*"
 # A detector's reason goes into every alert version of its incident; a reason quoting a
 # hostile field must not grow alerts past the broker's message limit.
 MAX_REASON = 1000
@@ -168,6 +175,76 @@ class DomainEngine:
         }
 
 
+def state_field(detector: Detector) -> str:
+    """The event field ``detector``'s state is keyed by (``"*"``: the whole domain)."""
+    return detector.keyed_by or detector.entity[1]
+
+
+def stage_name(domain: str, field: str) -> str:
+    """The re-keyed stage of ``domain``'s detectors keyed by ``field``: "network/dst_ip"."""
+    return f"{domain}/{field}"
+
+
+class RekeyedEngine:
+    """The second scoring stage: the detectors whose state is keyed by another field than
+    the one input is partitioned by (``Detector.keyed_by``), one :class:`DomainEngine` per
+    (domain, field) stage.
+
+    Input partitions by the entity field (``src_ip``, ``account_id``, ``document_id``), so
+    with three partitions a detector keyed by ``dst_ip`` would see a third of the flows to
+    a destination: a DDoS from 36 sources was missed. The first stage republishes every
+    valid event to the re-keyed topic, keyed by the field, with the stage's name and the
+    event's broker arrival time (:meth:`envelope`); this engine, one per partition of that
+    topic, scores it with the stage's detectors. The whole-domain stage (``"*"``) has one
+    key, so one partition holds the domain's whole payment graph.
+    """
+
+    def __init__(self, engines: Mapping[str, DomainEngine]) -> None:
+        self.engines = dict(engines)
+
+    @staticmethod
+    def envelope(stage: str, arrival: float, event_json: bytes) -> bytes:
+        """The re-keyed record of an event already validated by the first stage."""
+        head = orjson.dumps({"s": stage, "a": arrival})
+        return head[:-1] + b',"e":' + event_json + b"}"
+
+    def unwrap(self, value: bytes | None) -> tuple[DomainEngine, dict[str, Any], float]:
+        """(stage engine, event, arrival) of a re-keyed record; InvalidEvent if it is not
+        one (only workers write the topic, but a record must not stop the stage)."""
+        try:
+            rec = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            raise InvalidEvent("not_json", "re-keyed record is not JSON") from None
+        if not isinstance(rec, dict):
+            raise InvalidEvent("not_object", "re-keyed record is not an object")
+        engine = self.engines.get(rec.get("s"))  # type: ignore[arg-type]
+        event, arrival = rec.get("e"), rec.get("a")
+        if engine is None:
+            raise InvalidEvent("bad_value", "re-keyed record names no stage of this worker")
+        if not isinstance(event, dict) or not isinstance(event.get("_ts"), float):
+            raise InvalidEvent("bad_value", "re-keyed record holds no decoded event")
+        if not isinstance(arrival, (int, float)):
+            raise InvalidEvent("bad_value", "re-keyed record has no arrival time")
+        return engine, event, float(arrival)
+
+    def process(self, value: bytes | None) -> Sequence[dict[str, Any]]:
+        engine, event, arrival = self.unwrap(value)
+        return engine.process(event, arrival)
+
+    def learn(self, value: bytes | None) -> None:
+        engine, event, arrival = self.unwrap(value)
+        engine.learn(event, arrival)
+
+    def snapshot(self) -> dict[str, dict[str, Detector]]:
+        return {stage: engine.snapshot() for stage, engine in self.engines.items()}
+
+    def restore(self, state: Mapping[str, Mapping[str, Detector]]) -> list[str]:
+        restored = []
+        for stage, engine in self.engines.items():
+            restored += [f"{stage}:{n}" for n in engine.restore(state.get(stage, {}))]
+        return restored
+
+
 def _with_site(
     params: dict[str, Any], entry: Registered | None, config: Config
 ) -> dict[str, Any]:
@@ -187,12 +264,17 @@ def build_engine(
     registry: Mapping[str, Registered],
     on_error: Callable[[str, BaseException], None] | None = None,
     on_detection: Callable[[str], None] | None = None,
+    keyed_by: str | None = None,
 ) -> DomainEngine:
-    """A fresh engine for one domain as ``topics.yaml`` configures it."""
+    """A fresh engine for one domain as ``topics.yaml`` configures it: its detectors whose
+    state is keyed by ``keyed_by`` (default: the field input is partitioned by)."""
+    wanted = keyed_by or ENTITY_FIELDS[domain][1]
     slots = []
     for spec in config.detectors_for(domain):
         params = _with_site(dict(spec.params), registry.get(spec.name), config)
         det = build(spec.name, domain, params, dict(registry))
+        if state_field(det) != wanted:
+            continue
         etype, efield = det.entity
         slots.append(Slot(spec.name, det, spec.threshold, etype, efield, det.kind or spec.name))
     return DomainEngine(
@@ -202,6 +284,37 @@ def build_engine(
         on_detection,
         max_future_seconds=config.time.max_future_seconds,
         max_lateness_seconds=config.time.max_lateness_seconds,
+    )
+
+
+def rekeyed_stages(
+    config: Config, registry: Mapping[str, Registered]
+) -> dict[str, tuple[str, str]]:
+    """Stage name -> (domain, field) for every configured detector keyed by another field
+    than its domain's input key, in configuration order."""
+    stages: dict[str, tuple[str, str]] = {}
+    for domain in config.input_topics:
+        for spec in config.detectors_for(domain):
+            params = _with_site(dict(spec.params), registry.get(spec.name), config)
+            field = state_field(build(spec.name, domain, params, dict(registry)))
+            if field != ENTITY_FIELDS[domain][1]:
+                stages.setdefault(stage_name(domain, field), (domain, field))
+    return stages
+
+
+def build_rekeyed_engine(
+    config: Config,
+    stages: Mapping[str, tuple[str, str]],
+    registry: Mapping[str, Registered],
+    on_error: Callable[[str, BaseException], None] | None = None,
+    on_detection: Callable[[str], None] | None = None,
+) -> RekeyedEngine:
+    """A fresh second-stage engine (one per partition of the re-keyed topic)."""
+    return RekeyedEngine(
+        {
+            name: build_engine(config, domain, registry, on_error, on_detection, keyed_by=field)
+            for name, (domain, field) in stages.items()
+        }
     )
 
 

@@ -346,6 +346,8 @@ class PassThrough(Detector):
     domains: ClassVar[tuple[str, ...]] = ("financial",)
     entity: ClassVar[tuple[str, str]] = ("account", "account_id")
     kind: ClassVar[str] = "pass_through"
+    # Money in arrives in the payer's events, money out in the account's own: both ends.
+    keyed_by: ClassVar[str | None] = "*"
 
     def __init__(
         self,
@@ -533,6 +535,8 @@ class Cycle(Detector):
     domains: ClassVar[tuple[str, ...]] = ("financial",)
     entity: ClassVar[tuple[str, str]] = ("account", "counterparty_id")
     kind: ClassVar[str] = "cycle"
+    # A path through many accounts: the whole payment graph in one place.
+    keyed_by: ClassVar[str | None] = "*"
 
     def __init__(
         self,

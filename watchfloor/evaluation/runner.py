@@ -57,12 +57,14 @@ def run_offline(
     detectors never read), keyed and partitioned as the publisher's producer would
     (detector state is per input partition), and handed to the runtime's
     :class:`~watchfloor.streams.pipeline.EventProcessor` in batches of one domain in
-    stream order; arrival time is the event time.
+    stream order; arrival time is the event time. Each batch's re-keyed records then go
+    through the second stage, partitioned by their keys as the worker's producer would.
     """
     from prometheus_client import CollectorRegistry
 
     from watchfloor.config import load_config
     from watchfloor.core.events import ENTITY_FIELDS
+    from watchfloor.detectors.engine import REKEYED
     from watchfloor.settings import Settings
     from watchfloor.streams.runtime import Runtime
 
@@ -72,14 +74,32 @@ def run_offline(
     rt = Runtime.build(settings, config, CollectorRegistry())
     process = rt.processor.process
     specs = config.input_topics
+    second = next((t for t in config.topics if t.role == "rekeyed"), None)
     detections: list[dict[str, Any]] = []
     batch: list[Any] = []
     domain = ""
     offsets: Counter[tuple[str, int]] = Counter()
+
+    def flush() -> None:
+        out: list[tuple[bytes, bytes]] = []
+        detections.extend(process(domain, batch, out)[0])
+        if not out or second is None:
+            return
+        # The second stage, as the worker runs it: each re-keyed record on the partition
+        # its key gives, runs of one partition in order.
+        rekeyed = []
+        for key, value in out:
+            part = partition_of(key, second.partitions)
+            arrival = 0.0  # the envelope carries the original arrival
+            rekeyed.append((value, key, second.name, part, offsets[REKEYED, part], arrival))
+            offsets[REKEYED, part] += 1
+        rekeyed.sort(key=lambda r: r[3])
+        detections.extend(process(REKEYED, rekeyed)[0])
+
     for dom, ev in labelled:
         if dom != domain or len(batch) >= batch_size:
             if batch:
-                detections.extend(process(domain, batch)[0])
+                flush()
             batch, domain = [], dom
         key = str(ev[ENTITY_FIELDS[dom][1]]).encode()
         part = partition_of(key, specs[dom].partitions)
@@ -88,7 +108,7 @@ def run_offline(
         )
         offsets[dom, part] += 1
     if batch:
-        detections.extend(process(domain, batch)[0])
+        flush()
     return detections
 
 
@@ -277,7 +297,9 @@ def evaluate_broker(
         )
         url = f"http://127.0.0.1:{port}/metrics"
         wanted = sum(
-            t.partitions for t in config.topics if t.role in ("input", "detections", "feedback")
+            t.partitions
+            for t in config.topics
+            if t.role in ("input", "detections", "feedback", "rekeyed")
         )
         logfile = tmpdir / "worker.log"
         with open(logfile, "wb") as out:

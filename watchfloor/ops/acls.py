@@ -106,12 +106,13 @@ def derive_grants(config: Config, app_id: str) -> dict[str, set[Grant]]:
     reads = {
         t.name
         for t in config.topics
-        if t.role in ("input", "detections", "feedback", "checkpoints", "published")
+        if t.role in ("input", "detections", "feedback", "checkpoints", "published", "rekeyed")
     }
     writes = {
         t.name
         for t in config.topics
-        if t.role in ("deadletter", "detections", "alerts", "audit", "checkpoints", "published")
+        if t.role
+        in ("deadletter", "detections", "alerts", "audit", "checkpoints", "published", "rekeyed")
     }
     for name in reads:
         allow(WORKER, TOPIC, name, "READ")

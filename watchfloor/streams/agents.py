@@ -21,6 +21,8 @@ from aiokafka import TopicPartition
 from faust.types import TP
 
 from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
+from watchfloor.config import TopicSpec
+from watchfloor.detectors.engine import REKEYED
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
@@ -61,7 +63,8 @@ class StateKeeper:
         self.app = app
         self.rt = rt
         self.topic = rt.config.topic("checkpoints").name
-        self.input_topics = {t.name: d for d, t in rt.config.input_topics.items()}
+        # Topics scored by an engine per partition -> its domain (REKEYED: second stage).
+        self.input_topics = {t.name: d for d, t in scored_topics(rt).items()}
         self.detections_topic = rt.config.topic("detections").name
         # Feedback topic -> the agency whose principal alone may write it.
         self.feedback_topics = {t.name: a for a, t in rt.config.feedback_topics.items()}
@@ -167,7 +170,7 @@ class StateKeeper:
             nxt = r.offsets.get("next")
             if kind == "score":
                 domain, partition = rest[0], int(rest[1])
-                topic = rt.config.input_topics[domain].name
+                topic = scored_topics(rt)[domain].name
                 engine = rt.processor.factory(domain)
                 engine.restore(r.state)
                 key = (domain, partition)
@@ -298,13 +301,24 @@ class StateKeeper:
 
 
 # -- agents -------------------------------------------------------------------------
+def scored_topics(rt: Runtime) -> dict[str, TopicSpec]:
+    """Domain -> the topic its scoring agent reads: the input topics, and the re-keyed
+    topic (pseudo-domain ``REKEYED``) when some detector is keyed by another field."""
+    topics = dict(rt.config.input_topics)
+    if rt.processor.rekey:
+        topics[REKEYED] = rt.config.topic("rekeyed")
+    return topics
+
+
 def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str) -> Agent:
     detections_topic = rt.config.topic("detections").name
     deadletter_topic = rt.config.topic("deadletter").name
     process = rt.processor.process
     batch_seconds = rt.metrics.batch_seconds.labels(f"score.{domain}")
-    topic = rt.config.input_topics[domain].name
-    partitions = rt.config.input_topics[domain].partitions
+    spec = scored_topics(rt)[domain]
+    topic, partitions = spec.name, spec.partitions
+    # Valid events of a domain with re-keyed detectors go on to the second stage.
+    rekeyed_topic = rt.config.topic("rekeyed").name if rt.processor.rekey.get(domain) else None
     lag = {p: rt.metrics.lag_child(topic, p) for p in range(partitions)}
     tps = {p: TP(topic, p) for p in range(partitions)}
     next_offset = rt.processor.next_offset
@@ -317,8 +331,11 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                 (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
                 for m in (e.message for e in events)
             ]
-            detections, deadletters = process(domain, records)
+            second: list[tuple[bytes, bytes]] | None = [] if rekeyed_topic else None
+            detections, deadletters = process(domain, records, second)
             out = [(deadletter_topic, None, d) for d in deadletters]
+            if second:
+                out += [(rekeyed_topic, k, v) for k, v in second]
             for det in detections:
                 ent = det["entity"]
                 out.append(

@@ -33,7 +33,8 @@ def create_app(rt: Runtime) -> faust.App:
         return app.topic(name, key_type=bytes, value_type=bytes)
 
     keeper = agents.StateKeeper(app, rt)
-    for domain, spec in cfg.input_topics.items():
+    # One scoring agent per input topic, and one for the re-keyed second stage.
+    for domain, spec in agents.scored_topics(rt).items():
         app.agent(topic(spec.name), name=f"score-{domain}")(
             agents.scoring_agent(app, rt, keeper, domain)
         )

@@ -7,14 +7,14 @@ comes back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from watchfloor.core.deadletter import MAX_EVENT_BYTES, RawRecord, deadletter
 from watchfloor.core.decoding import InvalidEvent, decode
-from watchfloor.detectors.engine import DomainEngine
+from watchfloor.detectors.engine import REKEYED, WHOLE_DOMAIN, DomainEngine, RekeyedEngine
 from watchfloor.streams.metrics import Metrics
 
 # A detection is published as one Kafka message; the broker refuses messages over 1 MiB
@@ -47,19 +47,27 @@ class EventProcessor:
     rest of the batch goes on. An event dated more than ``max_future_seconds`` after its
     broker arrival time is dead-lettered as ``future_timestamp`` (arrival ``<= 0`` means
     unknown: no check).
+
+    ``rekey`` maps a domain to its re-keyed stages, ``(stage, field)``: each valid event
+    of the domain is also handed out (``process(..., rekeyed=out)``) as a record keyed by
+    ``field`` for the second stage, the pseudo-domain ``REKEYED`` whose engines
+    (:class:`~watchfloor.detectors.engine.RekeyedEngine`) run the detectors keyed by
+    other fields than the input key.
     """
 
     def __init__(
         self,
-        factory: Callable[[str], DomainEngine],
+        factory: Callable[[str], Any],
         metrics: Metrics,
         *,
         max_future_seconds: float = 300.0,
+        rekey: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.factory = factory
         self.metrics = metrics
         self.max_future = float(max_future_seconds)
-        self.engines: dict[tuple[str, int], DomainEngine] = {}
+        self.rekey = {d: tuple(stages) for d, stages in (rekey or {}).items() if stages}
+        self.engines: dict[tuple[str, int], DomainEngine | RekeyedEngine] = {}
         # Engines that learnt something since their last checkpoint.
         self.dirty: set[tuple[str, int]] = set()
         # Next input offset per partition: what a checkpoint of the engine covers.
@@ -68,7 +76,7 @@ class EventProcessor:
         # below this offset were already processed and published: skip them.
         self.skip_until: dict[tuple[str, int], int] = {}
 
-    def engine(self, domain: str, partition: int) -> DomainEngine:
+    def engine(self, domain: str, partition: int) -> Any:
         key = (domain, partition)
         engine = self.engines.get(key)
         if engine is None:
@@ -81,9 +89,18 @@ class EventProcessor:
         self.dirty.discard(key)
 
     def process(
-        self, domain: str, records: Iterable[RawRecord]
+        self,
+        domain: str,
+        records: Iterable[RawRecord],
+        rekeyed: list[tuple[bytes, bytes]] | None = None,
     ) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """Return (detections, dead-letter records) for a batch of one domain's records."""
+        """Return (detections, dead-letter records) for a batch of one domain's records
+        (``REKEYED``: of re-keyed records). With ``rekeyed``, the (key, value) records for
+        the second stage are appended to it; without, the re-keyed detectors do not see
+        this batch."""
+        second = domain == REKEYED
+        stages = None if rekeyed is None else self.rekey.get(domain)
+        envelope = RekeyedEngine.envelope
         detections: list[dict[str, Any]] = []
         deadletters: list[bytes] = []
         next_offset = self.next_offset
@@ -107,20 +124,34 @@ class EventProcessor:
             if offset < skip:
                 continue
             try:
-                event = decode(domain, value, MAX_EVENT_BYTES)
-                # The broker stamps arrival (LogAppendTime); a sensor cannot fake it.
-                if arrival > 0 and event["_ts"] > arrival + max_future:
-                    raise InvalidEvent(
-                        "future_timestamp",
-                        f"'ts' is {event['_ts'] - arrival:.0f} s after the broker's arrival "
-                        f"time (limit {max_future:.0f} s)",
-                    )
-                found = score(event, arrival)
+                if second:
+                    # Validated (and its time checked) by the first stage.
+                    found = score(value)  # type: ignore[misc]
+                else:
+                    event = decode(domain, value, MAX_EVENT_BYTES)
+                    # The broker stamps arrival (LogAppendTime); a sensor cannot fake it.
+                    if arrival > 0 and event["_ts"] > arrival + max_future:
+                        raise InvalidEvent(
+                            "future_timestamp",
+                            f"'ts' is {event['_ts'] - arrival:.0f} s after the broker's "
+                            f"arrival time (limit {max_future:.0f} s)",
+                        )
+                    found = score(event, arrival)  # type: ignore[misc]
                 if found:
                     for det in found:
                         if len(orjson.dumps(det)) > MAX_DETECTION_BYTES:
                             raise InvalidEvent("too_large", "its detection would be too large")
                     detections.extend(found)
+                if stages is not None and rekeyed is not None:
+                    body = orjson.dumps(event)
+                    for stage, field in stages:
+                        if field == WHOLE_DOMAIN:
+                            rekeyed.append((stage.encode(), envelope(stage, arrival, body)))
+                            continue
+                        v = event.get(field)
+                        if v is not None and v != "":
+                            key = f"{stage}|{v}".encode()
+                            rekeyed.append((key, envelope(stage, arrival, body)))
             except Exception as exc:  # one record's failure must not lose its batch
                 code, detail = failure(exc)
                 self.metrics.invalid_counter(domain, code).inc()
@@ -129,8 +160,10 @@ class EventProcessor:
                 )
         if current is not None:
             next_offset[current] = last + 1
-        # One increment per batch: the counter's lock is not taken per event.
-        self.metrics.events[domain].inc(n)
+        # One increment per batch: the counter's lock is not taken per event. (Re-keyed
+        # records are events counted once already, by their domain.)
+        if not second:
+            self.metrics.events[domain].inc(n)
         if deadletters:
             self.metrics.deadletter_counter(domain).inc(len(deadletters))
         return detections, deadletters
@@ -154,6 +187,10 @@ class EventProcessor:
         for value in values:
             arrival = next(times, 0.0) if times is not None else 0.0
             try:
+                if domain == REKEYED:
+                    engine.learn(value)
+                    learnt += 1
+                    continue
                 event = decode(domain, value, MAX_EVENT_BYTES)
                 if arrival > 0 and event["_ts"] > arrival + max_future:
                     continue

@@ -22,9 +22,15 @@ from prometheus_client import CollectorRegistry
 from watchfloor.alerts.audit import AuditChain
 from watchfloor.alerts.feedback import ResponseTracker, apply_feedback
 from watchfloor.alerts.stage import AlertStage
-from watchfloor.config import Config, load_config
+from watchfloor.config import Config, ConfigError, load_config
 from watchfloor.core.sanitize import escape_line
-from watchfloor.detectors.engine import DomainEngine, build_engine, build_engines
+from watchfloor.detectors.engine import (
+    REKEYED,
+    build_engine,
+    build_engines,
+    build_rekeyed_engine,
+    rekeyed_stages,
+)
 from watchfloor.detectors.registry import discover
 from watchfloor.keys import Keys, load_keys
 from watchfloor.settings import Settings
@@ -111,12 +117,25 @@ class Runtime:
 
         # Validate every detector now: configuration errors stop the worker at start.
         build_engines(config, detectors, on_error, on_detection)
+        stages = rekeyed_stages(config, detectors)
+        if stages and not any(t.role == "rekeyed" for t in config.topics):
+            raise ConfigError(
+                f"topics: detectors keyed by another field than their input topic's key "
+                f"({', '.join(stages)}) need a topic with role 'rekeyed' for the second "
+                "scoring stage; add one as in the shipped topics.yaml"
+            )
+        rekey: dict[str, list[tuple[str, str]]] = {}
+        for stage, (domain, by) in stages.items():
+            rekey.setdefault(domain, []).append((stage, by))
+
         # A weak master secret stops the worker here (after the configuration checks).
         keys = load_keys(settings)
         key = keys.pseudonym
         AlertStage(config, key)  # validates key length and agreements the same way
 
-        def factory(domain: str) -> DomainEngine:
+        def factory(domain: str) -> Any:
+            if domain == REKEYED:
+                return build_rekeyed_engine(config, stages, detectors, on_error, on_detection)
             return build_engine(config, domain, detectors, on_error, on_detection)
 
         return cls(
@@ -124,7 +143,7 @@ class Runtime:
             config=config,
             metrics=metrics,
             processor=EventProcessor(
-                factory, metrics, max_future_seconds=config.time.max_future_seconds
+                factory, metrics, max_future_seconds=config.time.max_future_seconds, rekey=rekey
             ),
             tracker=ResponseTracker(),
             # Classes of plugin packages may appear in restored state; nothing else new.

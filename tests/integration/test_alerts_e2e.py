@@ -128,11 +128,13 @@ class Scenario:
         return max((a for a, _ in self.alerts[agency]), key=lambda a: a["version"])
 
 
-def _actors(events: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+def _actors(events: list[tuple[str, dict[str, Any]]]) -> dict[str, str] | None:
+    """The scenario's actors, or None if this seed's scenario lacks one of them."""
     beacons = [e for d, e in events if d == "network" and e["sim"]["threat"] == "beaconing"]
     pays = [e for d, e in events if d == "financial" and e["sim"]["threat"] == "structuring"]
     crossing = [e for d, e in events if d == "border" and e["sim"]["threat"] == "stolen_document"]
-    assert beacons and pays and len(crossing) == 1, "the scenario's shape changed"
+    if not (beacons and pays and len(crossing) == 1):
+        return None
     return {
         "ip1": beacons[0]["src_ip"],
         "c2": beacons[0]["dst_ip"],
@@ -202,11 +204,18 @@ def scenario(worker: Worker, config: Config) -> Iterator[Scenario]:
     run_id = uuid.uuid4().hex[:10]
     rng = random.Random(run_id)
     candidates = [i for i, d in enumerate(lost_stolen()) if d not in USED_ELSEWHERE]
-    seed = rng.randrange(1_000) * len(lost_stolen()) + rng.choice(candidates)
     # The attack ends about now, so event and wall-clock times stay close.
     origin = time.time() - 27.5 * HOUR
-    raw_events = multidomain_scenario(origin, seed)
-    actors = _actors(raw_events)
+    # A fresh seed per run (so runs do not share entities), but not every seed gives the
+    # shape the tests read (one stolen-document crossing, beacons, structuring): draw
+    # until one does. (Asserting on the first draw failed one run in a few.)
+    for _ in range(200):
+        seed = rng.randrange(1_000) * len(lost_stolen()) + rng.choice(candidates)
+        raw_events = multidomain_scenario(origin, seed)
+        actors = _actors(raw_events)
+        if actors is not None:
+            break
+    assert actors is not None, "no seed gives the scenario's shape: multidomain_scenario changed"
     rw = Rewriter(run_id, actors["document"], rng)
     events = [(d, rw.event(e)) for d, e in raw_events]
 

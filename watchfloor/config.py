@@ -512,7 +512,10 @@ def load_config(path: str | Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(
+            f"{path}: cannot read ({exc.strerror}); give --topics-file or "
+            "WATCHFLOOR_TOPICS_FILE, or unset it to use ./topics.yaml or the packaged default"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

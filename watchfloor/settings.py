@@ -13,6 +13,21 @@ def _state_home() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "watchfloor"
 
 
+#: The topology shipped with the package: used when neither --topics-file,
+#: WATCHFLOOR_TOPICS_FILE nor a ./topics.yaml names one.
+PACKAGED_TOPICS = Path(__file__).resolve().parent / "data" / "topics.yaml"
+
+
+class SettingsError(ValueError):
+    """A ``WATCHFLOOR_*`` variable is invalid; the message names it and the fix."""
+
+
+def default_topics_file(cwd: Path | None = None) -> Path:
+    """``./topics.yaml`` if there is one, else the packaged default."""
+    local = (cwd or Path()) / "topics.yaml"
+    return local if local.exists() else PACKAGED_TOPICS
+
+
 #: Fields that may also be given as a file name in ``WATCHFLOOR_<FIELD>_FILE`` (secrets).
 _FILE_FIELDS = frozenset({"sasl_username", "sasl_password", "master_key", "pseudonym_key"})
 
@@ -58,7 +73,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
+        values: dict[str, object] = {"topics_file": default_topics_file()}
         for f in dataclasses.fields(cls):
             raw = env.get(f"WATCHFLOOR_{f.name.upper()}")
             path = env.get(f"WATCHFLOOR_{f.name.upper()}_FILE")
@@ -66,7 +81,7 @@ class Settings:
                 try:
                     raw = Path(path).read_text(encoding="utf-8").strip()
                 except OSError as exc:
-                    raise ValueError(
+                    raise SettingsError(
                         f"WATCHFLOOR_{f.name.upper()}_FILE={path}: {exc.strerror}"
                     ) from None
             if raw is None:
@@ -82,9 +97,15 @@ class Settings:
                 else:
                     values[f.name] = raw
             except ValueError:
-                raise ValueError(
-                    f"WATCHFLOOR_{f.name.upper()}={raw!r} is not a valid {kind}"
+                default = "" if f.default is dataclasses.MISSING else f" (default {f.default})"
+                raise SettingsError(
+                    f"WATCHFLOOR_{f.name.upper()}={raw!r} is not a valid {kind}{default}"
                 ) from None
+        port = values.get("metrics_port")
+        if isinstance(port, int) and not 0 <= port <= 65535:
+            raise SettingsError(
+                f"WATCHFLOOR_METRICS_PORT={port} is not a TCP port: use 1-65535 (0: any free one)"
+            )
         return cls(**values)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import time
@@ -128,6 +129,14 @@ def test_topics_apply_is_idempotent_and_reports_drift(broker: str, tmp_path: Pat
     ]
     env = worker_env(broker)
 
+    # --check (for CI): creates nothing, says what is missing, exits 1.
+    check = subprocess.run([*cmd, "--check", "--json"], env=env, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+    assert check.returncode == 1, check.stderr
+    report = json.loads(check.stdout)
+    assert report["in_sync"] is False and report["created"] == []
+    assert len(report["missing"]) == len(spec["topics"])
+
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == len(spec["topics"])
@@ -136,12 +145,16 @@ def test_topics_apply_is_idempotent_and_reports_drift(broker: str, tmp_path: Pat
     assert second.returncode == 0, second.stderr
     assert "created" not in second.stdout
     assert f"nothing to create: all {len(spec['topics'])} topics" in second.stdout
+    check = subprocess.run([*cmd, "--check"], env=env, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert check.returncode == 0, check.stdout
 
     spec["topics"][f"{prefix}.events.border"]["partitions"] = 6
     spec["topics"][f"{prefix}.alerts.fiu"]["retention_ms"] = 1000
     path.write_text(yaml.safe_dump(spec))
     third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert third.returncode == 0, third.stderr
+    # Drift is left alone but is a failure: a script (or CI) must see it.
+    assert third.returncode == 1, third.stderr
     assert (
         f"drift    {prefix}.events.border: 3 partitions on the broker, 6 in topics.yaml"
         in third.stdout

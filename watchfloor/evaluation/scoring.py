@@ -153,6 +153,10 @@ class EvaluationResult:
     def failures(self) -> list[str]:
         """Why the run misses the targets; empty when it meets them."""
         out = []
+        if not any(row.campaigns for row in self.by_threat.values()):
+            # Nothing was measured (`evaluate --events 10`): that meets no target.
+            out.append("no threat campaign in the run: recall was not measured "
+                       "(more --events, or a dataset with labelled threats)")  # fmt: skip
         for threat, row in self.by_threat.items():
             if row.campaigns == 0:
                 continue

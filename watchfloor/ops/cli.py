@@ -14,10 +14,23 @@ from watchfloor.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment; ``--topics-file`` wins over WATCHFLOOR_TOPICS_FILE,
+    which wins over ./topics.yaml, which wins over the packaged default."""
     s = Settings.from_env()
     if getattr(args, "topics_file", None):
         s = Settings(**{**s.__dict__, "topics_file": Path(args.topics_file)})
     return s
+
+
+def positive(text: str) -> float:
+    """argparse type: a number > 0 (``--rate 0`` would divide by zero later)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _security(args: argparse.Namespace) -> dict:
@@ -74,11 +87,17 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     report = asyncio.run(
-        apply_topics(_config(args), settings.bootstrap_servers, security=_security(args))
+        apply_topics(
+            _config(args), settings.bootstrap_servers, security=_security(args), check=args.check
+        )
     )
-    for line in report.lines():
-        print(line)
-    return 0
+    if args.json:
+        print(orjson.dumps({"topics_file": str(settings.topics_file), **report.to_dict()}).decode())
+    else:
+        for line in report.lines():
+            print(line)
+    # 1: the broker differs from topics.yaml (drift, or --check found topics missing).
+    return 0 if report.in_sync else 1
 
 
 # -- acl -----------------------------------------------------------------------
@@ -112,10 +131,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from watchfloor.streams.app import create_app
     from watchfloor.streams.runtime import Runtime
 
-    rt = Runtime.build(_settings(args))
-    server, _thread = start_http_server(rt.settings.metrics_port, registry=rt.metrics.registry)
-    print(f"metrics at http://127.0.0.1:{rt.settings.metrics_port}/metrics", flush=True)
-    app = create_app(rt)
+    settings = _settings(args)
+    print(f"topology from {settings.topics_file}", flush=True)
+    rt = Runtime.build(settings)
+    port = rt.settings.metrics_port
+    try:
+        server, _thread = start_http_server(port, registry=rt.metrics.registry)
+    except OSError as exc:
+        print(
+            f"error: metrics port {port}: {exc.strerror}; set WATCHFLOOR_METRICS_PORT to a "
+            "free port",
+            file=sys.stderr,
+        )
+        return 2
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    print(f"metrics at {url}", flush=True)
+
+    def ready(partitions: int) -> None:
+        print(f"ready: {partitions} partitions assigned, metrics at {url}", flush=True)
+
+    app = create_app(rt, on_ready=ready)
     worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
@@ -294,6 +329,10 @@ def cmd_detectors(args: argparse.Namespace) -> int:
                 ", ".join(enabled.get(name, [])) or "-",
             )
         )
+    if args.json:
+        keys = ("name", "domains", "entity", "package", "enabled")
+        print(orjson.dumps([dict(zip(keys, r, strict=True)) for r in rows[1:]]).decode())
+        return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -301,8 +340,20 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="watchfloor", description=__doc__)
-    p.add_argument("--topics-file", help="topics.yaml to use (default $WATCHFLOOR_TOPICS_FILE)")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("watchfloor")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "unknown"
+    p = argparse.ArgumentParser(
+        prog="watchfloor",
+        description=__doc__,
+        epilog="exit codes: 0 ok, 1 the check failed (drift, targets missed), "
+        "2 usage or configuration error, 3 Kafka refused or unreachable, 130 interrupted",
+    )
+    p.add_argument("--version", action="version", version=f"watchfloor {release}")
+    p.add_argument("--topics-file", help=TOPICS_FILE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     k = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) broker")
@@ -324,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("topics", help="create the topics of topics.yaml, report drift")
     t.add_argument("action", choices=["apply"])
+    t.add_argument(
+        "--check", action="store_true", help="create nothing; exit 1 if a topic is missing"
+    )
+    t.add_argument("--json", action="store_true", help="print the report as JSON")
     t.set_defaults(func=cmd_topics)
 
     acl = sub.add_parser(
@@ -338,11 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     acl.set_defaults(func=cmd_acl)
 
     w = sub.add_parser("worker", help="run the stream-processing worker")
-    w.add_argument("--loglevel", default="warning")
+    w.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("simulate", help="publish synthetic sensor traffic with labelled threats")
-    s.add_argument("--rate", type=float, default=500.0, help="events per second")
+    s.add_argument("--rate", type=positive, default=500.0, help="events per second (default 500)")
     s.add_argument("--duration", type=float, default=60.0, help="seconds of wall-clock time")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
@@ -385,10 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detectors", help="installed detectors")
     d.add_argument("action", choices=["list"])
+    d.add_argument("--json", action="store_true", help="one JSON array")
     d.set_defaults(func=cmd_detectors)
 
     dm = sub.add_parser("demo", help="broker + topics + worker + simulator, alerts on screen")
-    dm.add_argument("--rate", type=float, default=300.0)
+    dm.add_argument("--rate", type=positive, default=300.0, help="events per second (default 300)")
     dm.add_argument("--agency", default="cert")
     dm.set_defaults(func=lambda a: __import__("watchfloor.ops.demo", fromlist=["run"]).run(a))
     from watchfloor.ops import console_cli, evaluate_cli, report, taxii_cli
@@ -397,7 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     taxii_cli.add_parser(sub)
     console_cli.add_parser(sub)
     report.add_parser(sub)
+    # --topics-file also after the sub-command (`watchfloor worker --topics-file x.yaml`);
+    # SUPPRESS keeps a sub-command without it from resetting the one given before.
+    for sp in sub.choices.values():
+        if not any("--topics-file" in a.option_strings for a in sp._actions):
+            sp.add_argument("--topics-file", default=argparse.SUPPRESS, help=TOPICS_FILE_HELP)
     return p
+
+
+TOPICS_FILE_HELP = (
+    "topics.yaml to use (default: $WATCHFLOOR_TOPICS_FILE, else ./topics.yaml, else the "
+    "packaged default)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,11 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     from watchfloor.core.sanitize import escape_line
     from watchfloor.detectors.registry import DetectorConfigError
     from watchfloor.kafka.security import SecurityConfigError
+    from watchfloor.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DetectorConfigError, SecurityConfigError, WeakKeyError) as exc:
+    except (
+        ConfigError,
+        DetectorConfigError,
+        SecurityConfigError,
+        SettingsError,
+        WeakKeyError,
+    ) as exc:
         # Messages quote the configuration (and plugins' own text): escaped for the terminal.
         print(f"error: {escape_line(exc)}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faust
 
 from watchfloor.kafka.clients import faust_credentials
@@ -9,7 +11,9 @@ from watchfloor.streams import agents
 from watchfloor.streams.runtime import Runtime
 
 
-def create_app(rt: Runtime) -> faust.App:
+def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> faust.App:
+    """The worker's Faust app; ``on_ready(partitions)`` after each assignment's state is
+    restored (the worker prints its ready line from it)."""
     s, cfg = rt.settings, rt.config
     app = faust.App(
         s.app_id,
@@ -58,6 +62,8 @@ def create_app(rt: Runtime) -> faust.App:
         # Restore before the gauge says ready: the consumer is paused until we return.
         await keeper.on_assigned(assigned)
         rt.metrics.assigned_partitions.set(len(assigned))
+        if on_ready is not None:
+            on_ready(len(assigned))
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: object, revoked: set, **kwargs: object) -> None:

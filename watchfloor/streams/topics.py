@@ -25,16 +25,28 @@ class ApplyReport:
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     drift: dict[str, list[str]] = field(default_factory=dict)
+    # With check=True: topics that would be created (none is).
+    missing: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.created)
 
+    @property
+    def in_sync(self) -> bool:
+        """Every topic exists as topics.yaml describes it."""
+        return not (self.missing or self.drift)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "missing": self.missing, "drift": self.drift,
+                "unchanged": self.unchanged, "in_sync": self.in_sync}  # fmt: skip
+
     def lines(self) -> list[str]:
         out = [f"created  {name}" for name in self.created]
+        out += [f"missing  {name} (--check: not created)" for name in self.missing]
         for name, diffs in self.drift.items():
             out += [f"drift    {name}: {d} (left unchanged)" for d in diffs]
-        if not self.created:
+        if not self.created and not self.missing:
             out.append(
                 f"nothing to create: all {len(self.unchanged) + len(self.drift)} topics "
                 f"from topics.yaml exist"
@@ -70,7 +82,10 @@ async def apply_topics(
     bootstrap: str | Settings | clients.Connection,
     replication: int = 1,
     security: Mapping[str, Any] | None = None,
+    check: bool = False,
 ) -> ApplyReport:
+    """Create the missing topics of ``config`` and report drift (``check``: create
+    nothing, report what is missing too)."""
     report = ApplyReport()
     specs = list(config.topics)
     admin = clients.admin(clients.resolve(bootstrap, security), request_timeout_ms=30000)
@@ -78,7 +93,9 @@ async def apply_topics(
     try:
         current = await describe(admin, specs)
         missing = [s for s in specs if s.name not in current]
-        if missing:
+        if missing and check:
+            report.missing = [s.name for s in missing]
+        elif missing:
             response = await admin.create_topics(
                 [
                     NewTopic(s.name, s.partitions, replication, topic_configs=s.configs)

@@ -123,3 +123,31 @@ def test_a_run_without_threat_campaigns_does_not_meet_the_targets() -> None:
     r = score_run(stream, [])
     assert not r.meets_targets
     assert r.failures()[0].startswith("no threat campaign in the run")
+
+
+def test_a_worker_started_before_its_broker_waits_and_says_so() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WATCHFLOOR_")}
+    env = {
+        **base,
+        "WATCHFLOOR_BROKER": f"kafka://127.0.0.1:{port}",
+        "WATCHFLOOR_MASTER_KEY": os.urandom(32).hex(),
+        "WATCHFLOOR_METRICS_PORT": "0",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "watchfloor.ops.cli", "worker"], env=env,
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(8)
+        assert proc.poll() is None, "the worker gave up instead of waiting"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0] == (f"waiting for Kafka at 127.0.0.1:{port} (0 s so far; retrying every 2 s; "
+                        "WATCHFLOOR_BROKER names it)")  # fmt: skip
+    assert not any("Traceback" in line or "Unable connect" in line for line in lines), err

@@ -27,13 +27,15 @@ ValueError: security settings cannot be overridden per client: security_protocol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from watchfloor.kafka.security import broker_credentials, client_kwargs
 from watchfloor.settings import Settings
@@ -185,3 +187,23 @@ async def committed_offsets(target: Target, group: str) -> dict[tuple[str, int],
     finally:
         await client.close()
     return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
+
+
+async def wait_for_broker(
+    target: Target, on_wait: Callable[[float], None], every: float = 2.0
+) -> None:
+    """Return once the broker answers; until then call ``on_wait(seconds waited)`` after
+    each failed attempt and retry every ``every`` seconds (a worker started before its
+    broker waits, as Kafka clients do, instead of dying with a traceback). Refusals
+    (authentication, authorization) are not waited out: they raise."""
+    started = time.monotonic()
+    while True:
+        client = admin(target, request_timeout_ms=5000)
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError:
+            on_wait(time.monotonic() - started)
+        finally:
+            await client.close()
+        await asyncio.sleep(every)

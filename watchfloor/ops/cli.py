@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from pathlib import Path
@@ -128,12 +129,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from faust.worker import Worker
     from prometheus_client import start_http_server
 
+    from watchfloor.kafka.clients import wait_for_broker
     from watchfloor.streams.app import create_app
     from watchfloor.streams.runtime import Runtime
 
     settings = _settings(args)
     print(f"topology from {settings.topics_file}", flush=True)
     rt = Runtime.build(settings)
+
     port = rt.settings.metrics_port
     try:
         server, _thread = start_http_server(port, registry=rt.metrics.registry)
@@ -146,6 +149,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     print(f"metrics at {url}", flush=True)
+
+    said = [0.0]
+
+    def waiting(seconds: float) -> None:
+        # One line now, then one every 30 s: enough to see it is alive and why it waits.
+        if seconds == 0.0 or seconds - said[0] >= 30.0 or said[0] == 0.0:
+            said[0] = max(seconds, 1e-9)
+            print(
+                f"waiting for Kafka at {settings.bootstrap_servers} ({seconds:.0f} s so far; "
+                "retrying every 2 s; WATCHFLOOR_BROKER names it)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    # On a loop of its own, never made current: asyncio.run would leave the thread with
+    # no current loop, and Faust's worker asks for it.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(wait_for_broker(settings, waiting))  # aiokafka muted
+    finally:
+        loop.close()
+    # From here the worker's Kafka clients log: their errors matter in a long-running process.
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
     def ready(partitions: int) -> None:
         print(f"ready: {partitions} partitions assigned, metrics at {url}", flush=True)
@@ -468,7 +494,7 @@ TOPICS_FILE_HELP = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from watchfloor.config import ConfigError
     from watchfloor.core.keys import WeakKeyError
@@ -478,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     from watchfloor.settings import SettingsError
 
     args = build_parser().parse_args(argv)
+    # aiokafka logs each failed connection attempt at ERROR before raising; the one line
+    # below says it once, with the fix.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args) or 0)
     except (
@@ -490,6 +519,14 @@ def main(argv: list[str] | None = None) -> int:
         # Messages quote the configuration (and plugins' own text): escaped for the terminal.
         print(f"error: {escape_line(exc)}", file=sys.stderr)
         return 2
+    except KafkaConnectionError:
+        settings = Settings.from_env()
+        print(
+            f"error: Kafka: cannot reach the broker at {settings.bootstrap_servers}; is it "
+            "running? (`watchfloor kafka status`; WATCHFLOOR_BROKER names it)",
+            file=sys.stderr,
+        )
+        return 3
     except KafkaError as exc:
         # Refused (authorization, authentication) or unreachable: say so, no traceback.
         print(f"error: Kafka: {type(exc).__name__}: {escape_line(exc)}", file=sys.stderr)

@@ -120,7 +120,11 @@ async def publish(
         acks="all",
         enable_idempotence=True,
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # a producer that never started still holds its client
+        raise
     counts: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
     burst = max(1.0, rate * 0.02)

@@ -10,7 +10,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@# setuptools' editable build warns (8 lines) that a ./watchfloor folder may shadow the
+	@# installed package: here that folder *is* the package, so the warning is muted.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
 install: $(STAMP)

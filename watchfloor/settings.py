@@ -55,6 +55,9 @@ class Settings:
     # How long the group waits for a silent worker before giving its partitions to
     # another: the floor of takeover time after a crash.
     session_timeout: float = 10.0
+    # Where a consumer group with no committed offsets (a new app id) starts reading the
+    # input: "earliest" (every retained event, alerts included) or "latest" (new ones).
+    start_from: str = "earliest"
     # Secret: the master secret every per-purpose key (pseudonyms, checkpoint signing,
     # audit anchors) is derived from (watchfloor.keys). repr=False keeps it out of logs.
     master_key: str = field(default="", repr=False)
@@ -101,6 +104,10 @@ class Settings:
                 raise SettingsError(
                     f"WATCHFLOOR_{f.name.upper()}={raw!r} is not a valid {kind}{default}"
                 ) from None
+        if values.get("start_from", "earliest") not in ("earliest", "latest"):
+            raise SettingsError(
+                f"WATCHFLOOR_START_FROM={values['start_from']!r}: use earliest or latest"
+            )
         port = values.get("metrics_port")
         if isinstance(port, int) and not 0 <= port <= 65535:
             raise SettingsError(

@@ -104,7 +104,9 @@ def start_worker(
     w = Worker(bootstrap, f"http://127.0.0.1:{port}/metrics", port, app_id, log, proc)
     _STARTED.append(w)
     wanted = expect_partitions or sum(
-        t.partitions for t in config.topics if t.role in ("input", "detections", "feedback")
+        t.partitions
+        for t in config.topics
+        if t.role in ("input", "detections", "feedback", "rekeyed")
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -245,7 +245,8 @@ def test_two_workers_one_killed_the_other_takes_over(topics: str, tmp_path: Path
     a = start_worker(topics, config, tmp_path, app_id=app_id, **env)
     b = start_worker(topics, config, tmp_path, expect_partitions=1, app_id=app_id, **env)
     total_partitions = (
-        sum(t.partitions for t in config.topics if t.role in ("input", "detections", "feedback"))
+        sum(t.partitions for t in config.topics
+            if t.role in ("input", "detections", "feedback", "rekeyed"))
         + 1
     )  # Faust's leader topic
     try:

@@ -174,7 +174,8 @@ def test_second_worker_takes_over_on_the_secured_broker(
     secured: Secured, config: Config, tmp_path: Path
 ) -> None:
     total = (
-        sum(t.partitions for t in config.topics if t.role in ("input", "detections", "feedback"))
+        sum(t.partitions for t in config.topics
+            if t.role in ("input", "detections", "feedback", "rekeyed"))
         + 1  # Faust's leader topic
     )
     a = secured.worker(tmp_path, config=config)

@@ -207,3 +207,18 @@ async def wait_for_broker(
         finally:
             await client.close()
         await asyncio.sleep(every)
+
+
+async def retained_records(target: Target, topics: list[str]) -> int:
+    """How many records ``topics`` hold now (end minus beginning, over partitions)."""
+    tps = [tp for t in topics for tp in await topic_partitions(target, t)]
+    if not tps:
+        return 0
+    client = consumer(target, enable_auto_commit=False)
+    await client.start()
+    try:
+        begin = await client.beginning_offsets(tps)
+        end = await client.end_offsets(tps)
+    finally:
+        await client.stop()
+    return sum(max(0, end[tp] - begin[tp]) for tp in tps)

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -134,6 +135,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from watchfloor.streams.runtime import Runtime
 
     settings = _settings(args)
+    if args.start_from:
+        settings = Settings(**{**settings.__dict__, "start_from": args.start_from})
     print(f"topology from {settings.topics_file}", flush=True)
     rt = Runtime.build(settings)
 
@@ -168,8 +171,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(wait_for_broker(settings, waiting))  # aiokafka muted
+        history = loop.run_until_complete(_history(rt))
     finally:
         loop.close()
+    if history is not None:
+        print(history, flush=True)
     # From here the worker's Kafka clients log: their errors matter in a long-running process.
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
@@ -183,6 +189,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
     return 0
+
+
+async def _history(rt: Any) -> str | None:
+    """For a consumer group that never committed (a new app id): how much retained input
+    it is about to replay, or skip. A new app id re-delivers the alerts of every retained
+    event, which an operator should hear about before it happens."""
+    from watchfloor.kafka.clients import committed_offsets, retained_records
+
+    s = rt.settings
+    inputs = [t.name for t in rt.config.input_topics.values()]
+    committed = await committed_offsets(s, s.app_id)
+    if any(topic in inputs for topic, _ in committed):
+        return None
+    n = await retained_records(s, inputs)
+    if s.start_from == "latest":
+        return (f"consumer group {s.app_id!r} is new: skipping the {n:,} retained input "
+                "events (--from latest); it scores events from now on")  # fmt: skip
+    return (f"consumer group {s.app_id!r} is new: it will score all {n:,} retained input "
+            "events and deliver their alerts (--from latest to skip them)")  # fmt: skip
 
 
 # -- simulate ------------------------------------------------------------------
@@ -420,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run the stream-processing worker")
     w.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
+    w.add_argument(
+        "--from",
+        dest="start_from",
+        choices=["earliest", "latest"],
+        default=None,
+        help="where a new consumer group (app id) starts reading the input: every retained "
+        "event, or only new ones (default $WATCHFLOOR_START_FROM, else earliest)",
+    )
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("simulate", help="publish synthetic sensor traffic with labelled threats")

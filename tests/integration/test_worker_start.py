@@ -1,0 +1,51 @@
+"""What an operator sees when a worker starts: where its topology comes from, its metrics
+URL, how much history a new consumer group is about to replay (or skip), and a ready line
+once its partitions are assigned and their state restored."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import start_worker, stop_worker
+from watchfloor.config import Config
+
+pytestmark = pytest.mark.broker
+
+
+def _lines(path: Path, until: str, timeout: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text(errors="replace").splitlines()
+        if any(line.startswith(until) for line in lines):
+            return lines
+        time.sleep(0.3)
+    raise AssertionError(f"no {until!r} line:\n" + path.read_text(errors="replace")[-3000:])
+
+
+def test_a_new_group_started_from_latest_says_what_it_skips(
+    worker: object, topics: str, config: Config, tmp_path: Path
+) -> None:
+    # `worker` first: the session's traffic means the input topics hold history.
+    w = start_worker(topics, config, tmp_path, WATCHFLOOR_START_FROM="latest")
+    try:
+        lines = _lines(w.log, "ready:")
+    finally:
+        stop_worker(w)
+    ours = [line for line in lines if re.match(r"(topology|metrics|consumer group|ready)", line)]
+    assert ours[0].startswith("topology from ") and ours[0].endswith("topics.yaml")
+    assert ours[1] == f"metrics at http://127.0.0.1:{w.metrics_port}/metrics"
+    m = re.fullmatch(
+        rf"consumer group '{w.app_id}' is new: skipping the ([\d,]+) retained input events "
+        r"\(--from latest\); it scores events from now on",
+        ours[2],
+    )
+    assert m, ours
+    assert int(m.group(1).replace(",", "")) > 0
+    wanted = sum(t.partitions for t in config.topics
+                 if t.role in ("input", "detections", "feedback", "rekeyed"))  # fmt: skip
+    url = f"http://127.0.0.1:{w.metrics_port}/metrics"
+    assert f"ready: {wanted} partitions assigned, metrics at {url}" in ours

@@ -28,12 +28,14 @@ import pytest
 from tests.integration.conftest import (
     Worker,
     metric_value,
+    namespace,
     start_worker,
     stop_worker,
     worker_env,
 )
 from tests.kafka_helpers import collect, end_offsets, produce, run
 from watchfloor.config import Config
+from watchfloor.streams.topics import apply_topics
 
 pytestmark = pytest.mark.broker
 
@@ -138,27 +140,34 @@ def test_incidents_are_counted_once_across_a_restart(
     restored correlator's whole history was counted again)."""
     run_id = uuid.uuid4().hex[:10]
     app_id = f"wf-incidents-{run_id}"
+    # Topics of its own: a new group on the shared ones first replays the whole session's
+    # traffic, and the 60 s wait below raced that replay.
+    prefix = f"inc{run_id[:6]}"
+    path, config = namespace(tmp_path, prefix)
+    run(apply_topics(config, topics))
+    env = {"WATCHFLOOR_TOPICS_FILE": str(path)}
+    border, alerts_border = f"{prefix}.events.border", f"{prefix}.alerts.border"
     first = start_worker(
-        topics, config, tmp_path, app_id=app_id, WATCHFLOOR_CHECKPOINT_INTERVAL="0.5"
+        topics, config, tmp_path, app_id=app_id, WATCHFLOOR_CHECKPOINT_INTERVAL="0.5", **env
     )
     try:
         before = metric_value(first.metrics(), "watchfloor_incidents_total")
-        run(produce(topics, "events.border", [(b"L1000902", crossing(run_id, 10, "L1000902"))]))
+        run(produce(topics, border, [(b"L1000902", crossing(run_id, 10, "L1000902"))]))
         opened = _wait(first, "watchfloor_incidents_total", before + 1)
         time.sleep(1.5)  # a checkpoint of the alert stage after the incident opened
     finally:
         stop_worker(first)
     assert opened >= 1
 
-    start = run(end_offsets(topics, "alerts.border"))
-    second = start_worker(topics, config, tmp_path, app_id=app_id)
+    start = run(end_offsets(topics, alerts_border))
+    second = start_worker(topics, config, tmp_path, app_id=app_id, **env)
     try:
         restored = metric_value(second.metrics(), "watchfloor_state_restored_total", kind="alerts")
         assert restored >= 1
-        run(produce(topics, "events.border", [(b"L1000777", crossing(run_id, 11, "L1000777"))]))
+        run(produce(topics, border, [(b"L1000777", crossing(run_id, 11, "L1000777"))]))
         alerts = run(
             collect(
-                topics, "alerts.border", bool, 90, start,
+                topics, alerts_border, bool, 90, start,
                 lambda a: any(e.get("id") == "L1000777" for e in a.get("entities", [])),
             )
         )

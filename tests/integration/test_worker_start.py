@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.integration.conftest import start_worker, stop_worker
+from tests.kafka_helpers import produce, run
 from watchfloor.config import Config
+from watchfloor.core.events import EXAMPLES
 
 pytestmark = pytest.mark.broker
 
@@ -27,9 +31,13 @@ def _lines(path: Path, until: str, timeout: float = 60.0) -> list[str]:
 
 
 def test_a_new_group_started_from_latest_says_what_it_skips(
-    worker: object, topics: str, config: Config, tmp_path: Path
+    topics: str, config: Config, tmp_path: Path
 ) -> None:
-    # `worker` first: the session's traffic means the input topics hold history.
+    # History on the input topics, for the new group to skip.
+    now = int(time.time() * 1000)
+    flows = [dict(EXAMPLES["network"], event_id=f"hist-{uuid.uuid4().hex[:8]}", ts=now)
+             for _ in range(5)]  # fmt: skip
+    run(produce(topics, "events.network", [(b"10.9.9.9", orjson.dumps(f)) for f in flows]))
     w = start_worker(topics, config, tmp_path, WATCHFLOOR_START_FROM="latest")
     try:
         lines = _lines(w.log, "ready:")
@@ -44,8 +52,11 @@ def test_a_new_group_started_from_latest_says_what_it_skips(
         ours[2],
     )
     assert m, ours
-    assert int(m.group(1).replace(",", "")) > 0
-    wanted = sum(t.partitions for t in config.topics
-                 if t.role in ("input", "detections", "feedback", "rekeyed"))  # fmt: skip
+    assert int(m.group(1).replace(",", "")) >= 5
+    wanted = 1 + sum(  # + Faust's leader topic
+        t.partitions
+        for t in config.topics
+        if t.role in ("input", "detections", "feedback", "published", "rekeyed")
+    )
     url = f"http://127.0.0.1:{w.metrics_port}/metrics"
     assert f"ready: {wanted} partitions assigned, metrics at {url}" in ours

@@ -195,14 +195,24 @@ async def _history(rt: Any) -> str | None:
     """For a consumer group that never committed (a new app id): how much retained input
     it is about to replay, or skip. A new app id re-delivers the alerts of every retained
     event, which an operator should hear about before it happens."""
+    from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
+
     from watchfloor.kafka.clients import committed_offsets, retained_records
 
     s = rt.settings
     inputs = [t.name for t in rt.config.input_topics.values()]
-    committed = await committed_offsets(s, s.app_id)
+    try:
+        committed = await committed_offsets(s, s.app_id)
+    except CoordinatorNotAvailableError:
+        committed = {}  # a broker with no group yet (__consumer_offsets not created)
+    except KafkaError:
+        return None  # informational only: never a reason not to start
     if any(topic in inputs for topic, _ in committed):
         return None
-    n = await retained_records(s, inputs)
+    try:
+        n = await retained_records(s, inputs)
+    except KafkaError:
+        return None
     if s.start_from == "latest":
         return (f"consumer group {s.app_id!r} is new: skipping the {n:,} retained input "
                 "events (--from latest); it scores events from now on")  # fmt: skip

@@ -72,6 +72,11 @@ class StateKeeper:
         self.feedback_parts: set[int] = set()
         self.interval = rt.settings.checkpoint_interval
         self.last = time.monotonic()
+        # Batches between being processed and their outputs acknowledged: a checkpoint
+        # then would cover records whose outputs may still be lost.
+        self.in_flight = 0
+        # From a revocation until the assigned partitions' state is restored.
+        self.rebalancing = True
         metrics = rt.metrics
         self._restored = metrics.state_restored
         self._seconds = metrics.checkpoint_seconds
@@ -120,8 +125,17 @@ class StateKeeper:
         self._seconds.observe(time.perf_counter() - started)
 
     async def maybe_save(self) -> None:
-        if time.monotonic() - self.last >= self.interval:
+        """Checkpoint if the interval has passed and no agent's batch is in flight (its
+        state is ahead of its acknowledged outputs: a checkpoint of it, then a crash,
+        would have the next owner skip records whose detections were never published)."""
+        if self.in_flight == 0 and time.monotonic() - self.last >= self.interval:
             await self.save()
+
+    async def idle_save(self) -> None:
+        """The timer's checkpoint: agents checkpoint after their batches, so a worker
+        whose input stopped kept its last state unsaved (a restart lost it)."""
+        if not self.rebalancing:
+            await self.maybe_save()
 
     def names(self, tps: Iterable[Any]) -> set[str]:
         names = set()
@@ -136,12 +150,15 @@ class StateKeeper:
 
     async def on_revoked(self, revoked: set) -> None:
         # Agents are idle now (Faust waited for them): hand the state over.
+        self.rebalancing = True
         await self.save(self.names(revoked))
 
     async def on_assigned(self, assigned: set) -> None:
         started = time.monotonic()
         log.info("assigned %d partitions: restoring state", len(assigned))
+        self.rebalancing = True
         await self._on_assigned(assigned)
+        self.rebalancing = False
         log.info(
             "state ready for %d partitions in %.2fs", len(assigned), time.monotonic() - started
         )
@@ -326,30 +343,35 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
 
     async def score(stream: faust.StreamT) -> None:
         async for events in stream.take_events(size, within=within):
-            started = time.perf_counter()
-            records = [
-                (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
-                for m in (e.message for e in events)
-            ]
-            second: list[tuple[bytes, bytes]] | None = [] if rekeyed_topic else None
-            detections, deadletters = process(domain, records, second)
-            out = [(deadletter_topic, None, d) for d in deadletters]
-            if second:
-                out += [(rekeyed_topic, k, v) for k, v in second]
-            for det in detections:
-                ent = det["entity"]
-                out.append(
-                    (detections_topic, f"{ent['type']}:{ent['id']}".encode(), orjson.dumps(det))
-                )
-            if out:
-                await publish(app, out)
-            batch_seconds.observe(time.perf_counter() - started)
-            # Lag per partition, once per batch: records behind the end of the topic.
-            for p, gauge in lag.items():
-                nxt = next_offset.get((domain, p))
-                high = app.consumer.highwater(tps[p]) if nxt is not None else None
-                if high is not None and nxt is not None:
-                    gauge.set(max(0, high - nxt))
+            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
+            keeper.in_flight += 1
+            try:
+                started = time.perf_counter()
+                records = [
+                    (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
+                    for m in (e.message for e in events)
+                ]
+                second: list[tuple[bytes, bytes]] | None = [] if rekeyed_topic else None
+                detections, deadletters = process(domain, records, second)
+                out = [(deadletter_topic, None, d) for d in deadletters]
+                if second:
+                    out += [(rekeyed_topic, k, v) for k, v in second]
+                for det in detections:
+                    ent = det["entity"]
+                    out.append(
+                        (detections_topic, f"{ent['type']}:{ent['id']}".encode(), orjson.dumps(det))
+                    )
+                if out:
+                    await publish(app, out)
+                batch_seconds.observe(time.perf_counter() - started)
+                # Lag per partition, once per batch: records behind the end of the topic.
+                for p, gauge in lag.items():
+                    nxt = next_offset.get((domain, p))
+                    high = app.consumer.highwater(tps[p]) if nxt is not None else None
+                    if high is not None and nxt is not None:
+                        gauge.set(max(0, high - nxt))
+            finally:
+                keeper.in_flight -= 1
             await keeper.maybe_save()
 
     return score
@@ -369,54 +391,59 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
 
     async def correlate(stream: faust.StreamT) -> None:
         async for events in stream.take_events(size, within=within):
-            started = time.perf_counter()
-            outgoing = []
-            bad = []
-            # Correlator counters are cumulative and checkpointed with the stage: metrics
-            # get what this batch added. (A running total kept here counted a restored
-            # stage's whole history again after every agent restart or takeover.)
-            before: dict[int, dict[str, int]] = {}
-            for e in events:
-                m = e.message
-                stage = rt.stage(m.partition)
-                if m.partition not in before:
-                    before[m.partition] = stage.correlator.counters
-                rt.stage_next[m.partition] = m.offset + 1
-                if m.offset < rt.stage_skip.get(m.partition, -1):
-                    continue  # processed and published by the previous owner
-                try:
-                    outgoing.extend(stage.process(orjson.loads(m.value)))
-                except Exception as exc:
-                    # Only our workers write this topic, but one detection that fails must
-                    # not lose the batch's others: it is dead-lettered, the batch goes on.
-                    code, detail = failure(exc)
-                    if isinstance(exc, orjson.JSONDecodeError):
-                        code = "not_json"
-                    bad.append(dead_letter(deadletter_topic, m, code, detail))
-            if bad:
-                metrics.deadletter_counter("detections").inc(len(bad))
-            if outgoing or bad:
-                await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
-                acked = time.time()
-                for o in outgoing:
-                    if o.kind == "alert":
-                        metrics.alerts[(o.agency, o.severity)].inc()
-                        metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
-                    elif o.kind == "audit":
-                        metrics.audit_records.inc()
-                if anchors_topic is not None and any(o.kind == "audit" for o in outgoing):
-                    heads = anchorer.heads((s.audit for s in rt.stages.values()), acked)
-                    await publish(
-                        app,
-                        [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
+            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
+            keeper.in_flight += 1
+            try:
+                started = time.perf_counter()
+                outgoing = []
+                bad = []
+                # Correlator counters are cumulative and checkpointed with the stage: metrics
+                # get what this batch added. (A running total kept here counted a restored
+                # stage's whole history again after every agent restart or takeover.)
+                before: dict[int, dict[str, int]] = {}
+                for e in events:
+                    m = e.message
+                    stage = rt.stage(m.partition)
+                    if m.partition not in before:
+                        before[m.partition] = stage.correlator.counters
+                    rt.stage_next[m.partition] = m.offset + 1
+                    if m.offset < rt.stage_skip.get(m.partition, -1):
+                        continue  # processed and published by the previous owner
+                    try:
+                        outgoing.extend(stage.process(orjson.loads(m.value)))
+                    except Exception as exc:
+                        # Only our workers write this topic, but one detection that fails must
+                        # not lose the batch's others: it is dead-lettered, the batch goes on.
+                        code, detail = failure(exc)
+                        if isinstance(exc, orjson.JSONDecodeError):
+                            code = "not_json"
+                        bad.append(dead_letter(deadletter_topic, m, code, detail))
+                if bad:
+                    metrics.deadletter_counter("detections").inc(len(bad))
+                if outgoing or bad:
+                    await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
+                    acked = time.time()
+                    for o in outgoing:
+                        if o.kind == "alert":
+                            metrics.alerts[(o.agency, o.severity)].inc()
+                            metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
+                        elif o.kind == "audit":
+                            metrics.audit_records.inc()
+                    if anchors_topic is not None and any(o.kind == "audit" for o in outgoing):
+                        heads = anchorer.heads((s.audit for s in rt.stages.values()), acked)
+                        await publish(
+                            app,
+                            [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
+                        )
+                for partition, was in before.items():
+                    counters = rt.stages[partition].correlator.counters
+                    metrics.suppressed.inc(max(0, counters["suppressed"] - was["suppressed"]))
+                    metrics.incidents.inc(
+                        max(0, counters["incidents_opened"] - was["incidents_opened"])
                     )
-            for partition, was in before.items():
-                counters = rt.stages[partition].correlator.counters
-                metrics.suppressed.inc(max(0, counters["suppressed"] - was["suppressed"]))
-                metrics.incidents.inc(
-                    max(0, counters["incidents_opened"] - was["incidents_opened"])
-                )
-            batch_seconds.observe(time.perf_counter() - started)
+                batch_seconds.observe(time.perf_counter() - started)
+            finally:
+                keeper.in_flight -= 1
             await keeper.maybe_save()
 
     return correlate
@@ -449,35 +476,40 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
 
     async def feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(rt.settings.batch_size, within=0.2):
-            bad = []
-            now = time.time()
-            # Publications first: feedback is accepted only for delivered alerts, and
-            # a batch may hold an alert's publication and its (quick) ack together.
-            for e in sorted(events, key=lambda e: e.message.topic in agency_of):
-                m = e.message
-                key = (m.topic, m.partition)
-                rt.feedback_next[key] = m.offset + 1
-                if m.offset < rt.feedback_skip.get(key, -1):
-                    continue  # applied by the previous owner before its checkpoint
-                try:
-                    applied = apply_feedback_record(rt, agency_of.get(m.topic), m.value, now)
-                except Exception as exc:  # one bad record must not lose the batch
-                    code, detail = failure(exc)
-                    metrics.invalid_counter("feedback", code).inc()
-                    bad.append(dead_letter(deadletter_topic, m, code, detail))
-                    continue
-                if applied is None or applied[1] is None:
-                    continue
-                fb, (latency, severity, detectors) = applied
-                child = metrics.response_latency.get((fb["agency"], severity))
-                if child is not None:
-                    child.observe(latency)
-                verdict = fb.get("verdict") or "none"
-                for det in detectors:
-                    metrics.feedback_counter(det, verdict).inc()
-            if bad:
-                metrics.deadletter_counter("feedback").inc(len(bad))
-                await publish(app, bad)
+            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
+            keeper.in_flight += 1
+            try:
+                bad = []
+                now = time.time()
+                # Publications first: feedback is accepted only for delivered alerts, and
+                # a batch may hold an alert's publication and its (quick) ack together.
+                for e in sorted(events, key=lambda e: e.message.topic in agency_of):
+                    m = e.message
+                    key = (m.topic, m.partition)
+                    rt.feedback_next[key] = m.offset + 1
+                    if m.offset < rt.feedback_skip.get(key, -1):
+                        continue  # applied by the previous owner before its checkpoint
+                    try:
+                        applied = apply_feedback_record(rt, agency_of.get(m.topic), m.value, now)
+                    except Exception as exc:  # one bad record must not lose the batch
+                        code, detail = failure(exc)
+                        metrics.invalid_counter("feedback", code).inc()
+                        bad.append(dead_letter(deadletter_topic, m, code, detail))
+                        continue
+                    if applied is None or applied[1] is None:
+                        continue
+                    fb, (latency, severity, detectors) = applied
+                    child = metrics.response_latency.get((fb["agency"], severity))
+                    if child is not None:
+                        child.observe(latency)
+                    verdict = fb.get("verdict") or "none"
+                    for det in detectors:
+                        metrics.feedback_counter(det, verdict).inc()
+                if bad:
+                    metrics.deadletter_counter("feedback").inc(len(bad))
+                    await publish(app, bad)
+            finally:
+                keeper.in_flight -= 1
             await keeper.maybe_save()
 
     return feedback

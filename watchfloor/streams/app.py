@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import faust
 
 from watchfloor.kafka.clients import faust_credentials
 from watchfloor.streams import agents
+from watchfloor.streams.drain import BatchedConsumer
 from watchfloor.streams.runtime import Runtime
+
+
+class StartupNoise(logging.Filter):
+    """Two log lines every start printed and nobody could act on, demoted to INFO:
+
+    - aiokafka's ``[ERROR] Group Coordinator Request failed`` for a *retriable* error
+      (the broker is still creating ``__consumer_offsets`` for a new group; it retries);
+    - Faust's ``[WARNING] Missing sensor state for rebalance`` (its sensor bookkeeping
+      when no sensor recorded the rebalance's start; the rebalance itself is fine).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        err = (record.args or (None,))[0] if isinstance(record.args, tuple) else None
+        retriable = msg.startswith("Group Coordinator Request failed") and bool(
+            getattr(err, "retriable", False)
+        )
+        # (Faust prefixes its service, "[^-App]: ...".)
+        if retriable or "Missing sensor state for rebalance" in msg:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
+_NOISE = StartupNoise()
+for _name in ("aiokafka.consumer.group_coordinator", "faust.app.base"):
+    logging.getLogger(_name).addFilter(_NOISE)
 
 
 def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> faust.App:
@@ -33,6 +62,9 @@ def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> fa
         web_enabled=False,
     )
 
+    # Records reach the agents without Faust's per-message flow-control wait (drain.py).
+    app.transport.Consumer = BatchedConsumer  # type: ignore[misc]
+
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes)
 
@@ -56,6 +88,10 @@ def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> fa
         ),
         name="feedback",
     )(agents.feedback_agent(app, rt, keeper))
+
+    @app.timer(interval=max(0.25, rt.settings.checkpoint_interval / 2))
+    async def _checkpoint_when_idle() -> None:
+        await keeper.idle_save()
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:

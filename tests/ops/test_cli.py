@@ -151,3 +151,19 @@ def test_a_worker_started_before_its_broker_waits_and_says_so() -> None:
     assert lines[0] == (f"waiting for Kafka at 127.0.0.1:{port} (0 s so far; retrying every 2 s; "
                         "WATCHFLOOR_BROKER names it)")  # fmt: skip
     assert not any("Traceback" in line or "Unable connect" in line for line in lines), err
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    script = cli("completion", "bash")
+    assert script.returncode == 0 and "complete " in script.stdout
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WATCHFLOOR_")}
+
+    def complete(line: str) -> list[str]:
+        env = {**base, "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE": "1"}
+        # argcomplete answers on file descriptor 8, as the shell function expects.
+        cmd = f"{sys.executable} -m watchfloor.ops.cli 8>&1 9>/dev/null"
+        r = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        return r.stdout.split()
+
+    assert complete("watchfloor ev") == ["evaluate"]
+    assert complete("watchfloor topics apply --ch") == ["--check"]

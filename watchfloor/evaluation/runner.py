@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,10 @@ def run_offline(
     labelled: list[tuple[str, dict[str, Any]]],
     topics_file: str | Path = "topics.yaml",
     batch_size: int = 500,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the labelled events through the in-process core; return the detections.
+    ``progress(done, total, seconds)`` after each batch (total 0 when not known).
 
     Events are encoded exactly as the publisher sends them (label included, which the
     detectors never read), keyed and partitioned as the publisher's producer would
@@ -79,8 +81,15 @@ def run_offline(
     batch: list[Any] = []
     domain = ""
     offsets: Counter[tuple[str, int]] = Counter()
+    total = len(labelled) if hasattr(labelled, "__len__") else 0
+    done = 0
+    started = time.monotonic()
 
     def flush() -> None:
+        nonlocal done
+        done += len(batch)
+        if progress is not None:
+            progress(done, total, time.monotonic() - started)
         out: list[tuple[bytes, bytes]] = []
         detections.extend(process(domain, batch, out)[0])
         if not out or second is None:
@@ -123,11 +132,12 @@ def evaluate_offline(
     events: int = DEFAULT_EVENTS,
     days: float = DEFAULT_DAYS,
     topics_file: str | Path = "topics.yaml",
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> EvaluationResult:
     """Simulate, score in process, compare with the labels."""
     started = time.monotonic()
     labelled = scenario(seed, events, days)
-    detections = run_offline(labelled, topics_file)
+    detections = run_offline(labelled, topics_file, progress=progress)
     result = score_run(labelled, detections, configured_detectors(topics_file))
     result.meta = {
         "mode": "offline",

@@ -222,19 +222,25 @@ async def _history(rt: Any) -> str | None:
 
 # -- simulate ------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from watchfloor.ops.progress import Progress
     from watchfloor.simulation import publish
 
     settings = _settings(args)
-    counts = asyncio.run(
-        publish(
-            settings.bootstrap_servers,
-            rate=args.rate,
-            duration=args.duration,
-            seed=args.seed,
-            days=args.days,
-            security=_security(args),
+    progress = Progress("sent", "events", quiet=args.quiet)
+    try:
+        counts = asyncio.run(
+            publish(
+                settings.bootstrap_servers,
+                rate=args.rate,
+                duration=args.duration,
+                seed=args.seed,
+                days=args.days,
+                security=_security(args),
+                progress=progress,
+            )
         )
-    )
+    finally:
+        progress.close()
     print(orjson.dumps(counts, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     return 0
 
@@ -255,6 +261,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+# -- completion ----------------------------------------------------------------
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["watchfloor"], shell=args.shell))
     return 0
 
 
@@ -470,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=60.0, help="seconds of wall-clock time")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
+    s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     s.set_defaults(func=cmd_simulate)
 
     rp = sub.add_parser(
@@ -516,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=positive, default=300.0, help="events per second (default 300)")
     dm.add_argument("--agency", default="cert")
     dm.set_defaults(func=lambda a: __import__("watchfloor.ops.demo", fromlist=["run"]).run(a))
+    cp = sub.add_parser(
+        "completion",
+        help="print the shell completion script: eval \"$(watchfloor completion bash)\"",
+    )
+    cp.add_argument("shell", choices=["bash", "zsh", "fish"])
+    cp.set_defaults(func=cmd_completion)
     from watchfloor.ops import console_cli, evaluate_cli, report, taxii_cli
 
     evaluate_cli.add_parser(sub)
@@ -546,7 +567,13 @@ def main(argv: list[str] | None = None) -> int:
     from watchfloor.kafka.security import SecurityConfigError
     from watchfloor.settings import SettingsError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Answers the shell's completion request (and exits) when the shell asks; a no-op
+    # otherwise. Activated with `eval "$(watchfloor completion bash)"`.
+    import argcomplete
+
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     # aiokafka logs each failed connection attempt at ERROR before raising; the one line
     # below says it once, with the fix.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

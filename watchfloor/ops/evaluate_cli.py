@@ -48,6 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(argus, zeek, cicflowmeter, paysim, amlsim: docs/formats.md) or nab:DIR",
     )
     p.add_argument("--json", action="store_true", help="print the JSON result (--dataset)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--limit", type=int, default=None, help="read at most N events (--dataset)")
     p.add_argument(
         "--detector", default=None,
@@ -72,7 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "dataset", None):
         return run_dataset_command(args, topics_file)
     if args.offline:
-        result = evaluate_offline(args.seed, args.events, args.days, topics_file)
+        from watchfloor.ops.progress import Progress
+
+        print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
+        progress = Progress("scored", "events", quiet=getattr(args, "quiet", False))
+        try:
+            result = evaluate_offline(args.seed, args.events, args.days, topics_file, progress)
+        finally:
+            progress.close()
     else:
         from watchfloor.ops.kafka_local import LocalKafka
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ async def publish(
     seed: int,
     topics: dict[str, str] | None = None,
     security: dict[str, Any] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
     **sim_kwargs: Any,
 ) -> dict[str, int]:
     """Publish ``rate * duration`` simulated events to Kafka, paced in wall-clock time.
@@ -98,6 +99,9 @@ async def publish(
     security
         Authentication kwargs for the producer
         (``watchfloor.kafka.security.client_kwargs``); default PLAINTEXT.
+    progress
+        Called as ``progress(sent, total, seconds)`` about once a second (and at the
+        end), for a progress line.
     **sim_kwargs
         Further :class:`Simulator` parameters.
 
@@ -130,8 +134,14 @@ async def publish(
     burst = max(1.0, rate * 0.02)
     tokens, last = burst, loop.time()
     pending: list[asyncio.Future[Any]] = []
+    started = next_report = loop.time()
+    sent = 0
     try:
         for domain, event in simulator.events(n):
+            if progress is not None and sent % 256 == 0 and loop.time() >= next_report:
+                progress(sent, n, loop.time() - started)
+                next_report = loop.time() + 1.0
+            sent += 1
             if tokens < 1.0:
                 now = loop.time()
                 tokens = min(burst, tokens + (now - last) * rate)
@@ -150,6 +160,8 @@ async def publish(
                 # Surface delivery errors early and bound memory held by futures.
                 await _delivered(pending)
         await _delivered(pending)
+        if progress is not None:
+            progress(sent, n, loop.time() - started)
     except asyncio.CancelledError:
         log.info("publish cancelled after %d events: %s", counts.total(), dict(counts))
         raise

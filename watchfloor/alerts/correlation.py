@@ -71,6 +71,7 @@ class Incident:
         "detections",
         "domains",
         "entities",
+        "exercise",
         "first",
         "last",
         "links",
@@ -81,6 +82,7 @@ class Incident:
 
     def __init__(self, alert_id: str, t: float, max_detections: int) -> None:
         self.alert_id = alert_id
+        self.exercise: str | None = None  # the exercise an injected incident belongs to
         self.version = 0
         self.first = t
         self.last = t
@@ -269,14 +271,20 @@ class Correlator:
             t = float(arrival) + self.max_future
         if t > self.watermark:
             self.watermark = t
+        exercise = detection.get("exercise")
+        if exercise is not None and (type(exercise) is not str or not exercise):
+            raise InvalidEvent("wrong_type", "exercise must be a non-empty string")
         self.detections += 1
-        ekey = etype + ":" + eid
+        # An exercise's entities live in a namespace of their own: an injected detection
+        # never joins (or is joined by) a real incident, even on a real entity's id.
+        ns = "" if exercise is None else "@" + exercise
+        ekey = etype + ns + ":" + eid
 
         # Links are learned from every detection, suppressed ones included: they are facts
         # about entities, independent of whether this detection is news.
         links = detection.get("links") or ()
         if links:
-            self._learn_links(ekey, links, t)
+            self._learn_links(ekey, links, t, ns)
 
         cool_key = ekey + _SEP + detector
         last = self._cool.get(cool_key)
@@ -296,7 +304,9 @@ class Correlator:
         if inc is None:
             aid = self._new_id(ekey, str(event_id), detector)
             inc = Incident(aid, t, self.max_detections)
-            self.incidents_opened += 1
+            inc.exercise = exercise
+            if exercise is None:  # exercises stay out of the real statistics
+                self.incidents_opened += 1
         else:
             self.incidents_updated += 1
         self._touch(inc, ekey, t)
@@ -399,10 +409,10 @@ class Correlator:
         inc = self._incidents.get(aid)
         return inc if inc is not None and self._in_window(inc, t) else None
 
-    def _learn_links(self, ekey: str, links: Any, t: float) -> None:
+    def _learn_links(self, ekey: str, links: Any, t: float, ns: str = "") -> None:
         table = self._links
         for link in links:
-            lk = _link_key(link)
+            lk = _link_key(link, ns)
             if lk is None or lk == ekey:
                 continue
             for a, b in ((ekey, lk), (lk, ekey)):
@@ -441,6 +451,8 @@ class Correlator:
             "agency": None,
             "agreement": None,
             "kind": "alert",
+            # (Incidents restored from a checkpoint older than exercises have no slot.)
+            **({"exercise": ex} if (ex := getattr(inc, "exercise", None)) else {}),
         }
 
 
@@ -454,14 +466,14 @@ def _cap(reason: Any) -> Any:
     return reason
 
 
-def _link_key(link: Any) -> str | None:
+def _link_key(link: Any, ns: str = "") -> str | None:
     # Links arrive over Kafka: skip a malformed one rather than fail the detection.
     if type(link) is not dict:
         return None
     ltype, lid = link.get("type"), link.get("id")
     if type(ltype) is not str or type(lid) is not str or not lid:
         return None
-    return ltype + ":" + lid
+    return ltype + ns + ":" + lid
 
 
 __all__ = ["MAX_DETECTIONS", "Correlator", "Incident", "rfc3339", "severity_for"]

@@ -75,10 +75,12 @@ class Deconflictor:
         if not agencies:
             return []
         aid = alert["alert_id"]
+        # An exercise's alerts deconflict among themselves only, never with real ones.
+        ns = f"@{alert['exercise']}" if alert.get("exercise") else ""
         # recipient -> other agency -> other alert_id, for pairs not announced yet
         new: dict[str, set[tuple[str, str]]] = {}
         for ent in alert.get("entities") or ():
-            key = f"{ent.get('type')}:{ent.get('id')}"
+            key = f"{ent.get('type')}{ns}:{ent.get('id')}"
             seen = self._seen.setdefault(key, t, _Seen)
             for a in agencies:
                 seen.agencies[a] = (aid, t)
@@ -101,7 +103,7 @@ class Deconflictor:
         notices = []
         created = rfc3339(t)
         for a, pairs in sorted(new.items()):  # deterministic output order
-            own = self._own_ref(alert, a, aid)
+            own = self._own_ref(alert, a, aid, ns)
             others = [{"agency": b, "alert_id": r} for b, r in sorted(pairs)]
             nid = hashlib.sha256(
                 repr((a, own, sorted(pairs))).encode()
@@ -114,16 +116,17 @@ class Deconflictor:
                     "agency": a,
                     "created_at": created,
                     "others": others,
+                    **({"exercise": alert["exercise"]} if ns else {}),
                 }
             )
         self.notices += len(notices)
         return notices
 
-    def _own_ref(self, alert: Mapping[str, Any], agency: str, aid: str) -> str:
+    def _own_ref(self, alert: Mapping[str, Any], agency: str, aid: str, ns: str = "") -> str:
         # The recipient's own incident about the entity: this alert if it received it,
         # else the one recorded for it (its earlier incident about the same entity).
         for ent in alert.get("entities") or ():
-            seen = self._seen.get(f"{ent.get('type')}:{ent.get('id')}")
+            seen = self._seen.get(f"{ent.get('type')}{ns}:{ent.get('id')}")
             if seen is not None and agency in seen.agencies:
                 return seen.agencies[agency][0]
         return aid

@@ -38,13 +38,18 @@ NOTICE_FIELDS = ("others.agency", "others.alert_id")
 MAX_ALERT_BYTES = 512 * 1024
 
 
+#: The severity an exercise delivery is tracked under: no response metric has it.
+EXERCISE = "exercise"
+
+
 class Outgoing(NamedTuple):
     """One message to publish.
 
     ``kind`` is "alert", "notice" or "audit"; ``agency`` and ``severity`` are metric labels
     (the recipient and the alert's severity); ``arrival`` is the Kafka arrival time (epoch
     s) of the detection that produced this alert version, for the end-to-end latency
-    metric (the earliest arrival of the evidence this version is news about).
+    metric (the earliest arrival of the evidence this version is news about);
+    ``exercise`` the exercise id of an injected alert (kept out of the metrics).
     """
 
     topic: str
@@ -54,6 +59,7 @@ class Outgoing(NamedTuple):
     agency: str
     severity: str
     arrival: float
+    exercise: str | None = None
 
 
 class AlertStage:
@@ -162,10 +168,17 @@ class AlertStage:
         ckey = self.audit.chain.encode()
         version = alert["version"]
         detectors = {d["detector"] for d in alert["detections"]}
+        exercise = alert.get("exercise")
+        # An exercise's deliveries are tracked so that its acks are accepted, but under a
+        # severity no response metric has and with no detector: its verdicts move no
+        # weights and its response times stay out of the real statistics.
+        tracked = (severity, detectors) if exercise is None else (EXERCISE, set())
         out: list[Outgoing] = []
         delivered: list[str] = []
         for d, payload in self._route(alert):
-            out.append(Outgoing(d.topic, akey, payload, "alert", d.agency, severity, arrival))
+            out.append(
+                Outgoing(d.topic, akey, payload, "alert", d.agency, severity, arrival, exercise)
+            )
             rec = self.audit.append(
                 alert_id=aid, version=version, agency=d.agency, agreement=d.agreement,
                 shared=d.shared, pseudonymised=d.pseudonymised, redacted=d.redacted, time=now,
@@ -175,14 +188,14 @@ class AlertStage:
                     self.audit_topic, ckey, orjson.dumps(rec), "audit", d.agency, severity, arrival
                 )
             )
-            self.tracker.published(aid, d.agency, severity, detectors, now)
+            self.tracker.published(aid, d.agency, tracked[0], tracked[1], now)
             # The worker that receives the agency's ack may not be this one: the
             # publication goes to Kafka too, keyed like the feedback (by alert id).
             out.append(
                 Outgoing(
                     self.published_topic, akey,
-                    orjson.dumps({"alert_id": aid, "agency": d.agency, "severity": severity,
-                                  "detectors": sorted(detectors), "t": now,
+                    orjson.dumps({"alert_id": aid, "agency": d.agency, "severity": tracked[0],
+                                  "detectors": sorted(tracked[1]), "t": now,
                                   "arrival": arrival}),
                     "published", d.agency, severity, arrival,
                 )

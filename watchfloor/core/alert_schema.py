@@ -15,7 +15,8 @@ SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 TLP_LEVELS: tuple[str, ...] = ("clear", "green", "amber", "amber+strict", "red")
 
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
-    {"alert_id", "version", "created_at", "updated_at", "agency", "agreement", "kind"}
+    {"alert_id", "version", "created_at", "updated_at", "agency", "agreement", "kind",
+     "exercise"}
 )
 
 # Dotted paths; a path under a list (``entities.id``) applies to every element.

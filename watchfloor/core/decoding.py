@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ MAX_DEPTH = 16  # levels of nesting below the event object
 MAX_FIELDS = 256  # keys of the event object
 MAX_ITEMS = 4096  # keys and elements of all nested values together
 MAX_TEXT = 8192  # characters of any string (or key) anywhere in the event
+#: An exercise id (the optional ``exercise`` field of an injected event).
+EXERCISE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 INVALID_CODES: tuple[str, ...] = (
     "not_utf8",
@@ -204,6 +207,17 @@ _OPTIONAL_IDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _check_exercise(v: Any) -> None:
+    """``exercise``: the id of the joint exercise an injected event belongs to (its alerts
+    are labelled and kept apart from real ones). Names a topic-safe, short id."""
+    if v is None:
+        return
+    if type(v) is not str or not EXERCISE_ID.fullmatch(v):
+        raise InvalidEvent(
+            "bad_value", "'exercise' must be 1..64 letters, digits, '.', '_' or '-'"
+        )
+
+
 def _check_optional_id(name: str, v: Any) -> None:
     if v is None or v == "":
         return  # absent in all but name: the engine ignores empty links
@@ -296,6 +310,8 @@ def decode(domain: str, raw: bytes | None, max_bytes: int = 1 << 20) -> dict[str
             check(name, value)
     for name in _OPTIONAL_IDS[domain]:
         _check_optional_id(name, event.get(name))
+    if "exercise" in event:
+        _check_exercise(event["exercise"])
     for name, check in _OPTIONAL_PLANS[domain]:
         value = event.get(name)
         if value is not None and value != "":  # sent empty: treated as not sent

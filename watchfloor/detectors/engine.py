@@ -172,6 +172,8 @@ class DomainEngine:
             "entity": {"type": slot.entity_type, "id": entity_id},
             "links": links,
             "jurisdiction": event.get(self._jurisdiction),
+            # An injected exercise event: its alerts are labelled and kept apart.
+            **({"exercise": event["exercise"]} if "exercise" in event else {}),
         }
 
 

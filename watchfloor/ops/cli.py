@@ -294,8 +294,9 @@ def format_alert(alert: dict) -> str:
     )
     score = alert.get("score")
     score_txt = f" score {score:.2f}" if isinstance(score, int | float) else ""
+    drill = f"[EXERCISE {e(alert['exercise'])}] " if alert.get("exercise") else ""
     return (
-        f"[{sev:8}] {e(alert.get('updated_at', alert.get('created_at', '')))} "
+        f"{drill}[{sev:8}] {e(alert.get('updated_at', alert.get('created_at', '')))} "
         f"{e(alert.get('alert_id'))} v{e(alert.get('version'))}{score_txt} "
         f"domains={e(','.join(map(str, alert.get('domains', []))))} entities={ents}\n"
         f"           {dets}"
@@ -537,12 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("shell", choices=["bash", "zsh", "fish"])
     cp.set_defaults(func=cmd_completion)
-    from watchfloor.ops import console_cli, evaluate_cli, report, taxii_cli
+    from watchfloor.ops import console_cli, evaluate_cli, exercise, report, taxii_cli
 
     evaluate_cli.add_parser(sub)
     taxii_cli.add_parser(sub)
     console_cli.add_parser(sub)
     report.add_parser(sub)
+    exercise.add_parser(sub)
     # --topics-file also after the sub-command (`watchfloor worker --topics-file x.yaml`);
     # SUPPRESS keeps a sub-command without it from resetting the one given before.
     for sp in sub.choices.values():

@@ -63,7 +63,10 @@ def figures(
     end: float,
     bucket_seconds: float = 3600.0,
 ) -> dict[str, Any]:
-    """Every figure of the report from the records of ``[start, end)``."""
+    """Every figure of the report from the records of ``[start, end)``. Exercise alerts
+    (``watchfloor exercise run``) and what followed them are left out: they are scored
+    apart (``--exercise``) and never mix with the real figures."""
+    records = real_only(records)
     agencies = sorted(set(records.alerts) | set(targets))
     out: dict[str, Any] = {"period": {"from": _iso(start), "to": _iso(end)}, "agencies": agencies}
 
@@ -205,6 +208,24 @@ def figures(
     return out
 
 
+def real_only(records: Records) -> Records:
+    """``records`` without exercise alerts, their publications and their feedback."""
+    drill = {str(rec.get("alert_id")) for recs in records.alerts.values()
+             for _, rec in recs if rec.get("exercise")}  # fmt: skip
+    if not drill:
+        return records
+
+    def keep(recs: list[tuple[float, dict[str, Any]]]) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, r) for t, r in recs if str(r.get("alert_id")) not in drill]
+
+    return Records(
+        alerts={a: keep(r) for a, r in records.alerts.items()},
+        published=keep(records.published),
+        feedback={a: keep(r) for a, r in records.feedback.items()},
+        audit=keep(records.audit),
+    )
+
+
 # ---------------------------------------------------------------------------- reading
 async def read_topic(
     target: Any, topic: str, start: float, end: float, progress: Any = None
@@ -279,6 +300,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", help="period end, RFC 3339")
     p.add_argument("--out", required=True, help="directory for report.html and report.json")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--exercise", default=None,
+                   help="score this exercise (watchfloor exercise run) instead: exercise.json")
+    p.add_argument("--scenario", default=None,
+                   help="with --exercise: its scenario, so undetected injects are listed too")
     p.set_defaults(func=cmd_report)
     return p
 
@@ -326,6 +351,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 3
     if not args.quiet:
         print(file=sys.stderr)
+    if getattr(args, "exercise", None):
+        return _exercise_report(args, config, records)
     targets = {a.name: a.response_target_seconds for a in config.agencies}
     span = end - start
     figs = figures(records, targets, start, end, bucket_seconds=max(60.0, span / 24))
@@ -335,4 +362,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     (out / "report.html").write_text(render(figs))
     print(f"report: {out / 'report.html'} ({figs['alerts']['incidents']} incidents, "
           f"{figs['alerts']['total_deliveries']} deliveries); figures: {out / 'report.json'}")
+    return 0
+
+
+def _exercise_report(args: argparse.Namespace, config: Any, records: Records) -> int:
+    from pathlib import Path
+
+    from watchfloor.ops.exercise import score, table
+    from watchfloor.simulation.exercise import ScenarioError, load_scenario
+
+    scenario = None
+    if args.scenario:
+        try:
+            scenario = load_scenario(args.scenario, {a.name for a in config.agencies})
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    card = score(records, args.exercise, scenario)
+    if not card["injects"]:
+        print(f"error: no alert of exercise {args.exercise!r} in the period; widen --since "
+              "or check the id", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "exercise.json").write_bytes(orjson.dumps(card, option=orjson.OPT_INDENT_2) + b"\n")
+    print(table(card))
+    print(f"\nscorecard: {out / 'exercise.json'}")
     return 0

@@ -424,7 +424,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     await publish(app, [(o.topic, o.key, o.value) for o in outgoing] + bad)
                     acked = time.time()
                     for o in outgoing:
-                        if o.kind == "alert":
+                        if o.kind == "alert" and o.exercise is None:  # exercises apart
                             metrics.alerts[(o.agency, o.severity)].inc()
                             metrics.alert_latency[o.agency].observe(max(0.0, acked - o.arrival))
                         elif o.kind == "audit":

@@ -52,6 +52,11 @@ function card(alertId, item) {
   li.id = "alert-" + alertId;
   li.dataset.alertId = alertId;
   const head = el("div", "head");
+  // An injected exercise alert (watchfloor exercise run): never mistaken for a real one.
+  if (v.exercise) {
+    li.classList.add("exercise");
+    head.append(el("span", "exercise", "EXERCISE " + v.exercise));
+  }
   head.append(el("span", "severity", v.severity || "?"));
   head.append(el("span", "alert-id", alertId));
   head.append(el("span", "domains", (v.domains || []).join(", ")));

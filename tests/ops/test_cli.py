@@ -167,3 +167,11 @@ def test_shell_completion_completes_commands_and_options() -> None:
 
     assert complete("watchfloor ev") == ["evaluate"]
     assert complete("watchfloor topics apply --ch") == ["--check"]
+
+
+def test_demo_refuses_an_unknown_agency_before_starting_anything() -> None:
+    r = cli("demo", "--agency", "fui")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "error: --agency 'fui' is not an agency of topics.yaml; did you mean 'fiu'?"
+    ]

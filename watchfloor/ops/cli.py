@@ -235,6 +235,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 seed=args.seed,
                 days=args.days,
+                campaigns=args.campaigns,
                 security=_security(args),
                 progress=progress,
             )
@@ -485,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=60.0, help="seconds of wall-clock time")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
+    s.add_argument("--campaigns", type=int, default=3,
+                   help="campaigns of each threat type over the run (default 3)")
     s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     s.set_defaults(func=cmd_simulate)
 

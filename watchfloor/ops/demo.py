@@ -45,6 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from watchfloor.streams.topics import apply_topics
 
     settings = Settings.from_env()
+    config = load_config(settings.topics_file)
+    names = [a.name for a in config.agencies]
+    if args.agency not in names:
+        import difflib
+
+        close = difflib.get_close_matches(args.agency, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"agencies: {', '.join(names)}"
+        print(f"error: --agency {args.agency!r} is not an agency of {settings.topics_file}; "
+              f"{hint}", file=sys.stderr)
+        return 2
     started_broker: LocalKafka | None = None
     if "WATCHFLOOR_BROKER" not in os.environ:
         local = LocalKafka()
@@ -90,12 +100,17 @@ def run(args: argparse.Namespace) -> int:
                 "60",
                 "--seed",
                 "7",
+                # One campaign of every threat type per simulated day (= per minute), so
+                # the shown agency gets an alert every 10-30 s instead of one in minutes.
+                "--campaigns",
+                "60",
+                "--quiet",
             ],
             env=env,
             stdout=subprocess.DEVNULL,
         )
         children.append(sim)
-        agency = next((a for a in config.agencies if a.name == args.agency), config.agencies[0])
+        agency = next(a for a in config.agencies if a.name == args.agency)
         print(
             f"\nwatchfloor is running. Metrics: {url}  (worker log: {worker_log})\n"
             f"Alerts for {agency.name} ({agency.description}) appear below once the simulated "

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit lint bench prometheus chromium kafka-start kafka-stop clean
+.PHONY: install demo test test-unit lint bench prometheus chromium compose kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is needed" if sys.version_info < (3, 11) else 0)'
@@ -25,12 +25,16 @@ prometheus:
 chromium:
 	@bash deploy/chromium/install.sh
 
+# Debian's docker-compose, for the test that parses deploy/compose (no engine needed).
+compose:
+	@bash deploy/compose/install.sh
+
 demo: install
 	$(BIN)/watchfloor demo
 
 # The whole suite. The session fixture starts a local Kafka broker (jars fetched once with
 # Maven) unless WATCHFLOOR_BROKER points at an existing one.
-test: install prometheus chromium
+test: install prometheus chromium compose
 	$(BIN)/python -m ruff check watchfloor tests
 	$(BIN)/python -m pytest
 

@@ -60,3 +60,19 @@ def test_a_new_group_started_from_latest_says_what_it_skips(
     )
     url = f"http://127.0.0.1:{w.metrics_port}/metrics"
     assert f"ready: {wanted} partitions assigned, metrics at {url}" in ours
+
+
+def test_acl_apply_on_a_broker_without_an_authorizer_is_one_line(broker: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import worker_env
+
+    cmd = [sys.executable, "-m", "watchfloor.ops.cli", "acl", "apply"]
+    r = subprocess.run(cmd, env=worker_env(broker), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.splitlines() == [
+        f"error: Kafka: the broker at {broker} has no authorizer, so it enforces no ACLs; "
+        "nothing changed. Start it with `watchfloor kafka start --secure` or set "
+        "authorizer.class.name (docs/security.md)"
+    ]

@@ -175,3 +175,23 @@ def test_demo_refuses_an_unknown_agency_before_starting_anything() -> None:
     assert r.stderr.splitlines() == [
         "error: --agency 'fui' is not an agency of topics.yaml; did you mean 'fiu'?"
     ]
+
+
+def test_kafka_status_finds_the_data_dir_a_broker_was_started_with(tmp_path: Path) -> None:
+    from watchfloor.ops.kafka_local import LocalKafka, _where_file
+
+    state, custom = tmp_path / "state", tmp_path / "my-kafka"
+    custom.mkdir()
+    env = {"XDG_STATE_HOME": str(state)}
+    os.environ.update(env)
+    try:
+        # What `kafka start --port 19392 --data-dir my-kafka` leaves behind.
+        _where_file(19392).parent.mkdir(parents=True)
+        _where_file(19392).write_text(f"{custom}\n")
+        assert LocalKafka(port=19392).dir == custom
+    finally:
+        os.environ.pop("XDG_STATE_HOME")
+    r = cli("kafka", "status", "--port", "19392", "--json", **env)
+    assert r.returncode == 3  # not running: exit code 3, like a refused Kafka
+    state_json = json.loads(r.stdout)
+    assert state_json["running"] is False and state_json["data_dir"] == str(custom)

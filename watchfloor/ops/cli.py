@@ -73,6 +73,10 @@ def cmd_kafka(args: argparse.Namespace) -> int:
                 )
         elif args.action == "stop":
             print(broker.stop())
+        elif args.json:
+            state = broker.state()
+            print(orjson.dumps(state).decode())
+            return 0 if state["running"] else 3
         else:
             ok, line = broker.status()
             print(line)
@@ -106,20 +110,41 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_acl(args: argparse.Namespace) -> int:
     import os
 
+    import kafka.errors as kafka_python_errors
+
     from watchfloor.ops.acls import apply_acls, derive_grants, read_credentials
 
     settings, cfg = _settings(args), _config(args)
     creds = args.credentials or os.environ.get("WATCHFLOOR_ACL_CREDENTIALS_FILE")
     principals = set(derive_grants(cfg, settings.app_id))
     passwords = read_credentials(Path(creds) if creds else None, principals)
-    report = apply_acls(
-        cfg,
-        settings.bootstrap_servers,
-        settings.app_id,
-        _security(args),
-        passwords,
-        dry_run=args.dry_run,
-    )
+    try:
+        report = apply_acls(
+            cfg,
+            settings.bootstrap_servers,
+            settings.app_id,
+            _security(args),
+            passwords,
+            dry_run=args.dry_run,
+        )
+    except kafka_python_errors.SecurityDisabledError:
+        # (The ACL admin API is kafka-python's: its errors are not aiokafka's.)
+        print(
+            f"error: Kafka: the broker at {settings.bootstrap_servers} has no authorizer, so "
+            "it enforces no ACLs; nothing changed. Start it with `watchfloor kafka start "
+            "--secure` or set authorizer.class.name (docs/security.md)",
+            file=sys.stderr,
+        )
+        return 3
+    except kafka_python_errors.KafkaTimeoutError:
+        print(f"error: Kafka: cannot reach the broker at {settings.bootstrap_servers}; is it "
+              "running? (`watchfloor kafka status`)", file=sys.stderr)  # fmt: skip
+        return 3
+    except kafka_python_errors.KafkaError as exc:  # refused: authentication, authorization
+        from watchfloor.core.sanitize import escape_line
+
+        print(f"error: Kafka: {type(exc).__name__}: {escape_line(exc)}", file=sys.stderr)
+        return 3
     for line in report.lines():
         print(("(dry run) " if args.dry_run else "") + line)
     return 0
@@ -435,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) broker")
     k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--json", action="store_true", help="status as JSON")
     k.add_argument("--port", type=int, default=9092)
     k.add_argument("--data-dir", type=Path, default=None)
     k.add_argument(

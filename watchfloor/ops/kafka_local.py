@@ -123,6 +123,12 @@ def default_data_dir(port: int) -> Path:
     return Path(base) / "watchfloor" / f"kafka-{port}"
 
 
+def _where_file(port: int) -> Path:
+    """Records the data dir of the broker last started on ``port``, so that `kafka
+    status` and `kafka stop` without --data-dir find a broker started with one."""
+    return default_data_dir(port).with_name(f"kafka-{port}.where")
+
+
 @dataclass(frozen=True)
 class LocalKafka:
     """One local broker, identified by its client port and data directory."""
@@ -142,7 +148,13 @@ class LocalKafka:
 
     @property
     def dir(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_data_dir(self.port)
+        if self.data_dir:
+            return Path(self.data_dir)
+        try:
+            where = Path(_where_file(self.port).read_text(encoding="utf-8").strip())
+        except OSError:
+            return default_data_dir(self.port)
+        return where if where.is_dir() else default_data_dir(self.port)
 
     @property
     def cport(self) -> int:
@@ -395,6 +407,11 @@ class LocalKafka:
         )
         console.close()
         self.pid_file.write_text(f"{proc.pid}\n")
+        try:
+            _where_file(self.port).parent.mkdir(parents=True, exist_ok=True)
+            _where_file(self.port).write_text(f"{self.dir.resolve()}\n", encoding="utf-8")
+        except OSError:
+            pass  # only a convenience for `kafka status` without --data-dir
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -436,6 +453,13 @@ class LocalKafka:
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
+
+    def state(self) -> dict[str, object]:
+        """What `kafka status --json` prints."""
+        pid = self.pid()
+        ok = pid is not None and self.answering(timeout=3.0)
+        return {"running": ok, "pid": pid, "bootstrap": self.bootstrap,
+                "data_dir": str(self.dir), "kafka": KAFKA_VERSION}  # fmt: skip
 
     def status(self) -> tuple[bool, str]:
         pid = self.pid()

@@ -170,7 +170,10 @@ class StreamingQuantile:
             return 1.0
         top = s[-1]
         if x <= top:
-            return max(1.0 - self.rank(x), 0.5 / m)
+            # max(1.0 - self.rank(x), 0.5 / m), spelt out: this runs once or twice per event.
+            t = 1.0 - (bisect_left(s, x) + bisect_right(s, x)) / (2.0 * m)
+            floor = 0.5 / m
+            return floor if floor > t else t
         # Beyond the largest kept value the sample says nothing; extrapolate an
         # exponential tail so far outliers still rank rarer than near ones: every
         # "top 1 % spread" further out divides the tail by ten. The spread has a floor so

@@ -7,10 +7,9 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import anomaly
-
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import StreamingQuantile, tail_score
+from watchfloor.detectors.hst import FastHalfSpaceTrees
 from watchfloor.detectors.netflow import human_bytes as _human_bytes
 
 __all__ = ["FlowHalfSpace"]
@@ -132,7 +131,7 @@ class FlowHalfSpace(Detector):
         if active_timeout_seconds <= 0:
             raise ValueError("active_timeout_seconds must be positive")
         self.active_timeout_seconds = active_timeout_seconds
-        self.model = anomaly.HalfSpaceTrees(
+        self.model = FastHalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
         self.calibration = StreamingQuantile(calibration_size, seed)

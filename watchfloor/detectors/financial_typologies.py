@@ -805,27 +805,34 @@ class Velocity(Detector):
         self._pop_level = 1.0
         self._table: EntityTable[_Pace] = EntityTable(max_entities, ttl_seconds)
 
+    def _new_pace(self) -> _Pace:
+        return _Pace(self.max_recent)
+
     def learn_one(self, event: Mapping[str, Any]) -> None:
         now = event["_ts"]
         if self._scoring_from is None:
             self._scoring_from = now + self.warmup_seconds
-        pace = self._table.setdefault(event["account_id"], now,
-                                      lambda: _Pace(self.max_recent))
+        pace = self._table.setdefault(event["account_id"], now, self._new_pace)
         eid = _eid(event)
-        if any(e == eid for _, e in pace.recent):
-            return  # a re-sent payment is not another payment
+        recent = pace.recent
+        for _, e in recent:  # a plain loop: cheaper than any() over a generator
+            if e == eid:
+                return  # a re-sent payment is not another payment
         bucket = int(now // self.window_seconds)
-        if bucket > pace.bucket:
-            if pace.bucket >= 0:
+        last = pace.bucket
+        if bucket > last:
+            if last >= 0:
                 # Completed windows feed the account's peak and the population level.
-                pace.peak = max(pace.peak * self.peak_decay ** (bucket - pace.bucket),
-                                float(pace.bucket_n))
+                n = float(pace.bucket_n)
+                peak = pace.peak * self.peak_decay ** (bucket - last)
+                pace.peak = n if n > peak else peak  # max(peak, n)
                 pace.bucket_done = True
-                self._population.update(float(pace.bucket_n))
+                self._population.update(n)
                 self._pop_level = self._population.quantile(self.population_quantile)
-            pace.bucket, pace.bucket_n = bucket, 0
-        pace.bucket_n += 1
-        pace.recent.append((now, eid))
+            pace.bucket, pace.bucket_n = bucket, 1
+        else:
+            pace.bucket_n += 1
+        recent.append((now, eid))
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
         now = event["_ts"]

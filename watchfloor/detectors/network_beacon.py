@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from array import array
 from collections.abc import Mapping
-from itertools import pairwise
+from operator import sub
 from typing import Any, ClassVar
 
 from watchfloor.core.entity_table import EntityTable
@@ -20,6 +20,11 @@ from watchfloor.detectors.sites import (
 )
 
 __all__ = ["Beaconing"]
+
+
+def _new_pair() -> list[Any]:
+    """A pair's state: [attempt start times (oldest first), time alerted or -inf]."""
+    return [array("d"), float("-inf")]
 
 
 class Beaconing(Detector):
@@ -189,7 +194,8 @@ class Beaconing(Detector):
         self.sources: EntityTable[bool] = EntityTable(max_entities, popularity_seconds)
         # The engine scores an event and then learns it: learn_one reuses score_one's
         # verdict for that same event object (not state: left out of pickles).
-        self._last: tuple[Mapping[str, Any], Score] | None = None
+        # (event, verdict, relevant?)
+        self._last: tuple[Mapping[str, Any], Score, bool] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -216,90 +222,120 @@ class Beaconing(Detector):
         n_src = sum(ws.preview(src, False, now))
         if n_src < 2:
             return 1.0, n_src
-        active = max(len(self.sources), n_src)
-        u = max(n_src / active / self.popular_fraction,
-                (n_src - 1) / (self.popular_sources - 1))
+        active = len(self.sources)
+        if n_src > active:  # max(len(self.sources), n_src)
+            active = n_src
+        u = n_src / active / self.popular_fraction
+        u2 = (n_src - 1) / (self.popular_sources - 1)
+        if u2 > u:  # max(u, u2)
+            u = u2
         return 1.0 / (1.0 + 4.0 * u * u), n_src
 
     def score_one(self, event: Mapping[str, Any]) -> Score:
-        verdict = self._score(event)
-        self._last = (event, verdict)
+        relevant = self._relevant(event)
+        verdict = self._score(event) if relevant else NORMAL
+        self._last = (event, verdict, relevant)
         return verdict
 
     def _score(self, event: Mapping[str, Any]) -> Score:
-        if not self._relevant(event):
-            return NORMAL
+        """The verdict on a relevant event (see ``_relevant``)."""
         src, dst, now = event["src_ip"], event["dst_ip"], event["_ts"]
         st = self.pairs.get(f"{src}>{dst}")
         if st is None:
             return NORMAL
         times = st[0]
-        if now - times[-1] < self.merge_seconds or len(times) < 3:
+        latest = times[-1]
+        if now - latest < self.merge_seconds or len(times) < 3:
             return NORMAL  # part of the current attempt, or too few attempts yet
         if now - times[0] < self.min_duration:
             return NORMAL
-        gaps = [b - a for a, b in pairwise(times)]
-        gaps.append(now - times[-1])
-        gaps = gaps[-self.intervals:]
+        gaps = list(map(sub, times[1:], times))  # b - a for consecutive a, b
+        gaps.append(now - latest)
+        if len(gaps) > self.intervals:
+            gaps = gaps[-self.intervals:]
         ordered = sorted(gaps)
         n = len(ordered)
         period = 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
-        if not max(self.min_period, 1.5 * self.merge_seconds) <= period <= self.max_period:
+        lo = 1.5 * self.merge_seconds
+        if self.min_period >= lo:  # max(self.min_period, 1.5 * self.merge_seconds)
+            lo = self.min_period
+        if not lo <= period <= self.max_period:
             return NORMAL
         tol = self.tolerance * period
-        one = [g for g in gaps if abs(g - period) <= tol]
-        missed = sum(1 for g in gaps if any(abs(g - k * period) <= tol for k in (2, 3)))
-        regular = len(one) / n
+        # Deviations from the period, in gap order; those within tolerance are the gaps
+        # of one period (their count, and their sum for the jitter).
+        devs = [abs(g - period) for g in gaps]
+        one = [d for d in devs if d <= tol]
+        n_one = len(one)
+        p2, p3 = 2 * period, 3 * period
+        missed = 0
+        for g in gaps:
+            if abs(g - p2) <= tol or abs(g - p3) <= tol:
+                missed += 1
+        regular = n_one / n
         # Two views of "the gaps cluster at the period": the share within tolerance, and
         # the median absolute deviation (30 % uniform jitter: 0.15; exponential gaps of
         # irregular traffic: about 0.7). Either alone lets a few lucky gaps through.
         # Relative to the period less the merge window: merging makes every gap at least
         # merge_seconds, which squeezes irregular gaps toward a fake period near it.
-        devs = sorted(abs(g - period) for g in gaps)
+        devs.sort()
         mad = 0.5 * (devs[(n - 1) // 2] + devs[n // 2]) / (period - 0.8 * self.merge_seconds)
-        gate = min(1.0, regular / self.min_regular) ** 4 * min(1.0, self.max_mad / mad) ** 4 \
-            if mad > 0 else min(1.0, regular / self.min_regular) ** 4
+        share = regular / self.min_regular
+        if not share < 1.0:  # min(1.0, share)
+            share = 1.0
+        if mad > 0:
+            spread = self.max_mad / mad
+            if not spread < 1.0:  # min(1.0, spread)
+                spread = 1.0
+            gate = share ** 4 * spread ** 4
+        else:
+            gate = share ** 4
         weight, n_src = self._popularity_weight(dst, src, now)
-        jitter = sum(abs(g - period) for g in one) / (period * len(one)) if one else 0.0
+        jitter = sum(one) / (period * n_one) if one else 0.0
         # Clockwork: a scheduler's timer (antivirus update check, CDN keep-alive) keeps a
         # minutes-long period to a fraction of a second; bots on real captures jitter by
         # seconds, or retry at short periods (Mirai), which this does not touch.
         clockwork = period >= self.clockwork_period and jitter < self.clockwork_jitter
         # A gap of two or three periods fits random traffic easily: half weight.
-        raw = (len(one) + 0.5 * missed) * gate * weight * (0.2 if clockwork else 1.0)
+        raw = (n_one + 0.5 * missed) * gate * weight * (0.2 if clockwork else 1.0)
         score = logistic(raw, self.mid, self.alarm)
         if score < 0.1:
             return NORMAL
         if now - st[1] < self.realert_seconds:
             return Score(min(score, 0.5), f"{src} continuing beacon to {dst}", raw)
-        reason = (f"{src} contacted {dst} {len(one) + missed + 1} times every {period:.0f} s"
+        reason = (f"{src} contacted {dst} {n_one + missed + 1} times every {period:.0f} s"
                   f" (jitter {100 * jitter:.1f}%")
         reason += f", {missed} missed beats)" if missed else ")"
         if weight < 0.9:
             reason += f"; {n_src} sources contact it"
         return Score(score, reason, raw)
 
+    def _new_window_set(self) -> WindowSet:
+        return WindowSet(self.popularity_seconds, self.popular_sources * 4)
+
     def learn_one(self, event: Mapping[str, Any]) -> None:
         src, dst, now = event["src_ip"], event["dst_ip"], event["_ts"]
         self.sources.setdefault(src, now, bool)
-        if not self._relevant(event):
+        last = self._last
+        if last is not None and last[0] is event:
+            if not last[2]:
+                return
+        elif not self._relevant(event):
             return
-        pop = self.dst_sources.setdefault(
-            dst, now, lambda: WindowSet(self.popularity_seconds, self.popular_sources * 4)
-        )
+        pop = self.dst_sources.setdefault(dst, now, self._new_window_set)
         pop.add(src, False, now)
         key = f"{src}>{dst}"
         st = self.pairs.get(key)
         if st is not None and now - st[0][-1] < self.merge_seconds:
             return  # same attempt
-        last, self._last = self._last, None
+        self._last = None
         if st is None:
             verdict = NORMAL
         elif last is not None and last[0] is event:
             verdict = last[1]
         else:
             verdict = self._score(event)
-        st = self.pairs.setdefault(key, now, lambda: [array("d"), float("-inf")])
+        st = self.pairs.setdefault(key, now, _new_pair)
         times = st[0]
         if times and now <= times[-1]:
             return  # late or duplicate event: the attempt order is kept

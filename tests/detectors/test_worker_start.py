@@ -27,7 +27,8 @@ def test_unknown_detector_stops_the_worker_and_lists_valid_names(tmp_path: Path)
     path.write_text(yaml.safe_dump(spec))
     proc = run_worker(path)
     assert proc.returncode == 2
-    assert "unknown detector 'crystal_ball' configured for domain 'border'" in proc.stderr
+    k = len(spec["detectors"]["border"]) - 1
+    assert f"error: detectors.border[{k}].name: 'crystal_ball' is not installed; " in proc.stderr
     assert "watchlist" in proc.stderr and "port_scan" in proc.stderr  # the valid names
     assert "Traceback" not in proc.stderr
 
@@ -50,3 +51,19 @@ def test_invalid_topology_names_the_place(tmp_path: Path) -> None:
     proc = run_worker(path)
     assert proc.returncode == 2
     assert "agencies.fiu.agreement.fields.entities.idd: unknown alert field" in proc.stderr
+
+
+def test_a_misspelt_detector_names_its_place_and_the_nearest_name(tmp_path: Path) -> None:
+    spec = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    spec["detectors"]["network"][0]["name"] = "port_scna"
+    path = tmp_path / "topics.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for cmd in (["worker"], ["detectors", "list"]):  # `detectors list` checks the file too
+        env = dict(os.environ, WATCHFLOOR_TOPICS_FILE=str(path),
+                   WATCHFLOOR_BROKER="kafka://127.0.0.1:1", WATCHFLOOR_PSEUDONYM_KEY="k" * 32)
+        proc = subprocess.run([sys.executable, "-m", "watchfloor.ops.cli", *cmd], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, cmd
+        (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert "detectors.network[0].name: 'port_scna' is not installed; did you mean " \
+               "'port_scan'? installed: " in line, line

@@ -320,6 +320,25 @@ def build_rekeyed_engine(
     )
 
 
+def check_detectors(config: Config, registry: Mapping[str, Registered]) -> None:
+    """Every configured detector is installed: else DetectorConfigError naming its place
+    in topics.yaml and the nearest installed name."""
+    import difflib
+
+    from watchfloor.detectors.registry import DetectorConfigError
+
+    for domain in config.input_topics:
+        for k, spec in enumerate(config.detectors_for(domain)):
+            if spec.name in registry:
+                continue
+            close = difflib.get_close_matches(spec.name, list(registry), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DetectorConfigError(
+                f"detectors.{domain}[{k}].name: {spec.name!r} is not installed; {hint}"
+                f"installed: {', '.join(sorted(registry)) or '(none)'}"
+            )
+
+
 def build_engines(
     config: Config,
     registry: Mapping[str, Registered] | None = None,
@@ -328,6 +347,7 @@ def build_engines(
 ) -> dict[str, DomainEngine]:
     """One engine per domain from ``topics.yaml``; raises DetectorConfigError at start."""
     registry = dict(discover() if registry is None else registry)
+    check_detectors(config, registry)
     return {
         domain: build_engine(config, domain, registry, on_error, on_detection)
         for domain in config.input_topics

@@ -420,7 +420,14 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     except DetectorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from watchfloor.detectors.engine import check_detectors
+
     cfg = _config(args)
+    try:
+        check_detectors(cfg, registry)  # `detectors list` checks the file it reads
+    except DetectorConfigError as exc:
+        print(f"error: {cfg.source}: {exc}", file=sys.stderr)
+        return 2
     enabled: dict[str, list[str]] = {}
     for spec in cfg.detectors:
         enabled.setdefault(spec.name, []).append(f"{spec.domain}@{spec.threshold:g}")

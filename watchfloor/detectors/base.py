@@ -96,3 +96,20 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+class ReusesScore:
+    """Mixin for a detector whose ``learn_one`` reuses what ``score_one`` just computed
+    for the same event object (the engine scores, then learns, each event).
+
+    The memo is ``self._last``; it is a cache, not state, so it is left out of pickles
+    (checkpoints, and the conformance suite's check that ``score_one`` is pure) and
+    reads as None after a restore.
+    """
+
+    _last: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_last", None)
+        return state

@@ -205,10 +205,15 @@ class RekeyedEngine:
         self.engines = dict(engines)
 
     @staticmethod
-    def envelope(stage: str, arrival: float, event_json: bytes) -> bytes:
-        """The re-keyed record of an event already validated by the first stage."""
-        head = orjson.dumps({"s": stage, "a": arrival})
-        return head[:-1] + b',"e":' + event_json + b"}"
+    def head(stage: str) -> bytes:
+        """The constant start of ``stage``'s re-keyed records; a record is
+        ``head + orjson.dumps(arrival) + b',"e":' + event JSON + b"}"``.
+
+        >>> import orjson
+        >>> RekeyedEngine.head("network/dst_ip") + b"1.5" + b',"e":' + b'{"x":1}' + b"}"
+        b'{"s":"network/dst_ip","a":1.5,"e":{"x":1}}'
+        """
+        return orjson.dumps({"s": stage})[:-1] + b',"a":'
 
     def unwrap(self, value: bytes | None) -> tuple[DomainEngine, dict[str, Any], float]:
         """(stage engine, event, arrival) of a re-keyed record; InvalidEvent if it is not

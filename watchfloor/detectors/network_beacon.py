@@ -9,7 +9,7 @@ from operator import sub
 from typing import Any, ClassVar
 
 from watchfloor.core.entity_table import EntityTable
-from watchfloor.detectors.base import NORMAL, Detector, Score
+from watchfloor.detectors.base import NORMAL, Detector, ReusesScore, Score
 from watchfloor.detectors.calibration import logistic
 from watchfloor.detectors.netflow import WindowSet, check_mid_alarm
 from watchfloor.detectors.sites import (
@@ -27,7 +27,7 @@ def _new_pair() -> list[Any]:
     return [array("d"), float("-inf")]
 
 
-class Beaconing(Detector):
+class Beaconing(ReusesScore, Detector):
     """A source contacting one external address at a steady period (command-and-control).
 
     Per (``src_ip``, ``dst_ip``) pair, flows starting within ``merge_seconds`` of the
@@ -196,15 +196,6 @@ class Beaconing(Detector):
         # verdict for that same event object (not state: left out of pickles).
         # (event, verdict, relevant?)
         self._last: tuple[Mapping[str, Any], Score, bool] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_last"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_last", None)
 
     def _relevant(self, event: Mapping[str, Any]) -> bool:
         dst = event["dst_ip"]

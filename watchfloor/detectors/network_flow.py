@@ -7,7 +7,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from watchfloor.detectors.base import NORMAL, Detector, Score
+from watchfloor.detectors.base import NORMAL, Detector, ReusesScore, Score
 from watchfloor.detectors.calibration import StreamingQuantile, tail_score
 from watchfloor.detectors.hst import FastHalfSpaceTrees
 from watchfloor.detectors.netflow import human_bytes as _human_bytes
@@ -15,7 +15,7 @@ from watchfloor.detectors.netflow import human_bytes as _human_bytes
 __all__ = ["FlowHalfSpace"]
 
 
-class FlowHalfSpace(Detector):
+class FlowHalfSpace(ReusesScore, Detector):
     """Flows whose shape is rare among all flows (river ``HalfSpaceTrees``).
 
     Each flow becomes features in [0, 1]: how far its log bytes out and log bytes in sit
@@ -143,15 +143,6 @@ class FlowHalfSpace(Detector):
         # features and tree score for that same event object instead of recomputing them
         # (the trees are most of this detector's cost). Not part of the state.
         self._last: tuple[Mapping[str, Any], dict[str, float], float, float] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_last"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_last", None)
 
     # log1p scales: 1e11 bytes and 1e5 bytes per packet map to 1.0.
     _LB = 1.0 / math.log1p(1e11)

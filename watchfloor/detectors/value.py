@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from watchfloor.core.alert_schema import ENTITY_TYPES
 from watchfloor.core.entity_table import EntityTable
 from watchfloor.core.events import DOMAINS
-from watchfloor.detectors.base import NORMAL, Detector, Score
+from watchfloor.detectors.base import NORMAL, Detector, ReusesScore, Score
 from watchfloor.detectors.likelihood import Judgement, SeriesModel, likelihood
 
 __all__ = ["ValueAnomaly"]
@@ -50,7 +50,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-class ValueAnomaly(Detector):
+class ValueAnomaly(ReusesScore, Detector):
     """A numeric signal of an entity behaves unlike its own recent past.
 
     Works on the raw ``field`` of each event or, with ``aggregate``, on the events
@@ -169,15 +169,6 @@ class ValueAnomaly(Detector):
         self._decay = 0.5 ** (1.0 / dim)
         # score_one's judgement of the event the engine is about to learn (not state).
         self._last: tuple[Mapping[str, Any], Judgement | None] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_last"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_last", None)
 
     def _new(self) -> _Entity:
         return _Entity(SeriesModel(self.dim, self.memory, self.history, self.neighbours,

@@ -178,12 +178,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     print(f"metrics at {url}", flush=True)
 
-    said = [0.0]
+    next_line = [0.0]
 
     def waiting(seconds: float) -> None:
         # One line now, then one every 30 s: enough to see it is alive and why it waits.
-        if seconds == 0.0 or seconds - said[0] >= 30.0 or said[0] == 0.0:
-            said[0] = max(seconds, 1e-9)
+        if seconds >= next_line[0]:
+            next_line[0] = seconds + 30.0
             print(
                 f"waiting for Kafka at {settings.bootstrap_servers} ({seconds:.0f} s so far; "
                 "retrying every 2 s; WATCHFLOOR_BROKER names it)",

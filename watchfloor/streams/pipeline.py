@@ -67,6 +67,16 @@ class EventProcessor:
         self.metrics = metrics
         self.max_future = float(max_future_seconds)
         self.rekey = {d: tuple(stages) for d, stages in (rekey or {}).items() if stages}
+        # Per domain, per stage: (field, record head, key or key prefix), built once rather
+        # than per event. The whole-domain stage has one key: one partition holds it all.
+        self._rekey_plan = {
+            d: tuple(
+                (field, RekeyedEngine.head(stage),
+                 stage.encode() if field == WHOLE_DOMAIN else stage.encode() + b"|")
+                for stage, field in stages
+            )
+            for d, stages in self.rekey.items()
+        }  # fmt: skip
         self.engines: dict[tuple[str, int], DomainEngine | RekeyedEngine] = {}
         # Engines that learnt something since their last checkpoint.
         self.dirty: set[tuple[str, int]] = set()
@@ -99,8 +109,8 @@ class EventProcessor:
         the second stage are appended to it; without, the re-keyed detectors do not see
         this batch."""
         second = domain == REKEYED
-        stages = None if rekeyed is None else self.rekey.get(domain)
-        envelope = RekeyedEngine.envelope
+        plan = None if rekeyed is None else self._rekey_plan.get(domain)
+        out: list[tuple[bytes, bytes]] = [] if rekeyed is None else rekeyed
         detections: list[dict[str, Any]] = []
         deadletters: list[bytes] = []
         next_offset = self.next_offset
@@ -142,16 +152,15 @@ class EventProcessor:
                         if len(orjson.dumps(det)) > MAX_DETECTION_BYTES:
                             raise InvalidEvent("too_large", "its detection would be too large")
                     detections.extend(found)
-                if stages is not None and rekeyed is not None:
-                    body = orjson.dumps(event)
-                    for stage, field in stages:
+                if plan:
+                    tail = orjson.dumps(arrival) + b',"e":' + orjson.dumps(event) + b"}"
+                    for field, head, prefix in plan:
                         if field == WHOLE_DOMAIN:
-                            rekeyed.append((stage.encode(), envelope(stage, arrival, body)))
+                            out.append((prefix, head + tail))
                             continue
                         v = event.get(field)
                         if v is not None and v != "":
-                            key = f"{stage}|{v}".encode()
-                            rekeyed.append((key, envelope(stage, arrival, body)))
+                            out.append((prefix + str(v).encode(), head + tail))
             except Exception as exc:  # one record's failure must not lose its batch
                 code, detail = failure(exc)
                 self.metrics.invalid_counter(domain, code).inc()

@@ -239,7 +239,10 @@ def test_ten_thousand_hostile_messages_are_each_dead_lettered_with_their_reason(
             letter["reason"]
         )
     wrongly = [c for c in got if c in valid_coords]
-    assert not wrongly, f"{len(wrongly)} valid events dead-lettered, e.g. {wrongly[:3]}"
+    assert not wrongly, (
+        f"{len(wrongly)} valid events dead-lettered, e.g. "
+        f"{[(c, got[c]) for c in wrongly[:3]]}"  # with their reasons, to tell why
+    )
     missing = [(c, expected[c]) for c in expected if c not in got]
     assert not missing, f"{len(missing)} hostile messages not dead-lettered, e.g. {missing[:5]}"
     mismatched = [

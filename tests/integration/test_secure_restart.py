@@ -30,6 +30,7 @@ from tests.conftest import free_port
 from tests.integration.conftest import Worker, metric_value, start_worker, stop_worker
 from tests.kafka_helpers import run
 from watchfloor.config import Config
+from watchfloor.core.events import DOMAINS, EXAMPLES
 from watchfloor.kafka import clients
 from watchfloor.kafka.clients import Connection
 from watchfloor.kafka.security import client_kwargs
@@ -117,6 +118,26 @@ async def _send(conn: Connection, topic: str, value: bytes) -> None:
         await producer.stop()
 
 
+async def _send_every_partition(secured: Secured) -> None:
+    """One valid event on each partition of each input topic, each by its sensor."""
+    for domain in DOMAINS:
+        topic = f"events.{domain}"
+        producer = clients.producer(
+            secured.login(f"sensor-{domain}"), acks="all", request_timeout_ms=15000
+        )
+        await producer.start()
+        try:
+            for partition in sorted(await producer.partitions_for(topic)):
+                event = dict(EXAMPLES[domain])
+                event["event_id"] = f"{domain}-every-{partition}-{uuid.uuid4().hex[:8]}"
+                event["ts"] = int(time.time() * 1000)
+                await asyncio.wait_for(
+                    producer.send_and_wait(topic, orjson.dumps(event), partition=partition), 30
+                )
+        finally:
+            await producer.stop()
+
+
 async def _alert_for(conn: Connection, event_id: str, timeout: float) -> bool:
     consumer = await clients.assigned_consumer(conn, "alerts.border", from_beginning=True)
     assert consumer is not None
@@ -141,7 +162,7 @@ def detected(secured: Secured, worker: Worker, tag: str, timeout: float = 60) ->
     assert found, f"no alert for {event_id} ({tag})\n{worker.log_tail()}"
 
 
-def wait_checkpoint(worker: Worker, count: int = 2, timeout: float = 30) -> None:
+def wait_checkpoint(worker: Worker, count: float = 2, timeout: float = 30) -> None:
     """Until ``worker`` has written ``count`` checkpoints (they follow processed batches)."""
     deadline = time.monotonic() + timeout
     while metric_value(worker.metrics(), "watchfloor_checkpoint_seconds_count") < count:
@@ -174,8 +195,11 @@ def test_second_worker_takes_over_on_the_secured_broker(
     secured: Secured, config: Config, tmp_path: Path
 ) -> None:
     total = (
-        sum(t.partitions for t in config.topics
-            if t.role in ("input", "detections", "feedback", "rekeyed"))
+        sum(
+            t.partitions
+            for t in config.topics
+            if t.role in ("input", "detections", "feedback", "rekeyed")
+        )
         + 1  # Faust's leader topic
     )
     a = secured.worker(tmp_path, config=config)
@@ -190,8 +214,19 @@ def test_second_worker_takes_over_on_the_secured_broker(
             assert a.proc.poll() is None, a.log_tail()
             assert time.monotonic() < deadline, f"b restored nothing\n{b.log_tail()}"
             time.sleep(0.3)
-        detected(secured, a, "shared")  # a checkpoints what it still owns after this
-        wait_checkpoint(a, count=4)
+        detected(secured, a, "shared")
+        # Which partitions a kept is the assignor's choice: an event on every input
+        # partition gives a state of its own to checkpoint, whatever it kept (Faust
+        # assigns partition i of the 3-partition topics together, so a holds one).
+        seen = metric_value(a.metrics(), "watchfloor_events_total")
+        run(_send_every_partition(secured))
+        deadline = time.monotonic() + 30
+        while metric_value(a.metrics(), "watchfloor_events_total") <= seen:
+            assert time.monotonic() < deadline, f"a scored none\n{a.log_tail()}"
+            time.sleep(0.3)
+        wait_checkpoint(
+            a, count=metric_value(a.metrics(), "watchfloor_checkpoint_seconds_count") + 2
+        )
         before = metric_value(b.metrics(), "watchfloor_state_restored_total")
         # The first owner dies without a goodbye: b takes everything over.
         os.kill(a.proc.pid, signal.SIGKILL)

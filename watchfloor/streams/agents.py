@@ -118,11 +118,11 @@ class StateKeeper:
                 out += [
                     (self.topic, k, v) for k, v in rt.checkpointer.encode(name, rt.tracker, offsets)
                 ]
-        if out:
+        if out:  # a timer tick with nothing to write is not a checkpoint
             await publish(self.app, out)
             self._bytes.set(sum(len(v) for *_, v in out))
+            self._seconds.observe(time.perf_counter() - started)
         self.last = time.monotonic()
-        self._seconds.observe(time.perf_counter() - started)
 
     async def maybe_save(self) -> None:
         """Checkpoint if the interval has passed and no agent's batch is in flight (its

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from watchfloor.core.events import EXAMPLES
 from watchfloor.detectors.base import Detector, Score
-from watchfloor.detectors.engine import DomainEngine, Slot
+from watchfloor.detectors.engine import MAX_VERDICT_ENTITIES, DomainEngine, Slot
 from watchfloor.streams.metrics import Metrics
 from watchfloor.streams.pipeline import EventProcessor
 
@@ -77,3 +77,27 @@ def test_a_raising_detector_is_counted_and_the_others_still_see_the_event() -> N
     assert sample("watchfloor_detector_errors_total", {"detector": "faulty"}) == 5
     assert sample("watchfloor_detections_total", {"detector": "always"}) == 10
     assert sample("watchfloor_events_total", {"domain": "network"}) == 10
+
+
+class Naming(Detector):
+    """Flags everything and names many other entities (a careless plugin)."""
+
+    domains: ClassVar[tuple[str, ...]] = ("network",)
+    entity: ClassVar[tuple[str, str]] = ("ip", "src_ip")
+
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        pass
+
+    def score_one(self, event: Mapping[str, Any]) -> Score:
+        others = (event["src_ip"], "", "10.9.9.9", "10.9.9.9", *(f"10.8.0.{i}" for i in range(99)))
+        return Score(1.0, "names others", 1.0, others)
+
+
+def test_entities_a_verdict_names_are_links_of_its_type_once_each_and_bounded() -> None:
+    engine = DomainEngine("network", [Slot("naming", Naming(), 0.5, "ip", "src_ip", "naming")])
+    (d,) = engine.process(dict(EXAMPLES["network"], _ts=1.8e9), 1.8e9)
+    named = [lk for lk in d["links"] if lk["via"] == "naming"]
+    ids = [lk["id"] for lk in named]
+    # Not the entity itself, no empty id, no repeat, and at most the bound.
+    assert ids[0] == "10.9.9.9" and len(ids) == len(set(ids)) == MAX_VERDICT_ENTITIES
+    assert d["entity"]["id"] not in ids and all(lk["type"] == "ip" for lk in named)

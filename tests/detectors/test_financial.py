@@ -108,6 +108,21 @@ def test_account_takeover_30x_median_is_flagged() -> None:
     assert 25 <= s.raw <= 35 and "x the median" in s.reason
 
 
+def test_amount_anomaly_an_account_that_paid_as_much_before_is_not_taken_over() -> None:
+    """Issue 11 (AMLSim-style export): an account whose history holds a large one-off
+    purchase (40x its median) is not alarmed by another of that size; far beyond its
+    record it still is."""
+    rng = random.Random(8)
+    history = steady_history(rng)
+    history[30] = pay(3_600.0 * 30, 4_000.0, account_id="S")  # a car, once
+    det = AmountAnomaly()
+    feed(det, history)
+    again = det.score_one(pay(61 * 3_600.0, 4_500.0, account_id="S"))
+    assert again.score < 0.5, again
+    beyond = det.score_one(pay(61 * 3_600.0, 40_000.0, account_id="S"))
+    assert beyond.score >= 0.95 and "10.0x the largest" in beyond.reason, beyond
+
+
 def test_amount_anomaly_heavy_tailed_business_accounts_are_benign() -> None:
     for seed in range(5):
         normal, _ = AmountAnomaly._conformance_stream(seed)

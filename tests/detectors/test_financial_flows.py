@@ -133,10 +133,15 @@ def test_fan_in_beneficiaries_are_named_in_alerts(seed: int) -> None:
     assert precision >= 0.5
     fan_in = [d for d in out.detections if d["detector"] == "fan_in"]
     assert fan_in and all(d["entity"]["id"] in data.bad_accounts for d in fan_in)
-    # Keyed by the beneficiary, linked to the sender.
+    # Keyed by the beneficiary, linked to the payment's sender and to the other new
+    # senders of the window, which the alert names (the accounts paying in).
     d = fan_in[0]
     assert d["entity"]["id"] in data.targets
-    assert [x["via"] for x in d["links"]] == ["account_id"]
+    vias = [x["via"] for x in d["links"]]
+    assert vias[0] == "account_id" and set(vias[1:]) == {"fan_in"}
+    senders = [x["id"] for x in d["links"]]
+    assert len(senders) == len(set(senders)) >= 5 and d["entity"]["id"] not in senders
+    assert sum(s in data.bad_accounts for s in senders) >= 0.8 * len(senders)
 
 
 def test_each_financial_detection_links_the_other_end_of_the_payment() -> None:

@@ -23,12 +23,16 @@ class Score(NamedTuple):
 
     ``score`` is calibrated to [0, 1] so one threshold means the same for every detector;
     ``raw`` is the uncalibrated value that caused it (a z-score, a count, a distance),
-    ``reason`` a short human-readable explanation.
+    ``reason`` a short human-readable explanation. ``entities`` names other entities of
+    the detection's type that the verdict is about (the senders of a fan-in, the ring of
+    a cycle): a detection links them, so the alert names them and correlation joins
+    their incidents.
     """
 
     score: float
     reason: str = ""
     raw: float = 0.0
+    entities: tuple[str, ...] = ()
 
 
 # Shared instance for the common case, so normal events allocate nothing.

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from watchfloor.config import Config
-from watchfloor.core.decoding import InvalidEvent
+from watchfloor.core.decoding import MAX_STR, InvalidEvent
 from watchfloor.core.events import ENTITY_FIELDS, JURISDICTION_FIELDS, LINK_FIELDS
 from watchfloor.detectors.base import Detector
 from watchfloor.detectors.registry import Registered, build, discover
@@ -27,6 +27,8 @@ WHOLE_DOMAIN = "*"
 # A detector's reason goes into every alert version of its incident; a reason quoting a
 # hostile field must not grow alerts past the broker's message limit.
 MAX_REASON = 1000
+# Entities a verdict may name besides its own (``Score.entities``): the alert lists them.
+MAX_VERDICT_ENTITIES = 16
 
 
 def cap_text(text: str, limit: int = MAX_REASON) -> str:
@@ -158,6 +160,19 @@ class DomainEngine:
             # The field the detection is keyed by is its entity, not a link of it.
             if f != slot.entity_field and event.get(f) not in (None, "")
         ]
+        # Entities the verdict names (a plugin's verdict may be any object with a score).
+        others = getattr(verdict, "entities", ())
+        if others:
+            seen = {entity_id, *(lk["id"] for lk in links if lk["type"] == slot.entity_type)}
+            room = MAX_VERDICT_ENTITIES
+            for other in others:
+                other = str(other)[:MAX_STR]
+                if other and other not in seen:
+                    seen.add(other)
+                    links.append({"type": slot.entity_type, "id": other, "via": slot.name})
+                    room -= 1
+                    if not room:
+                        break
         return {
             "detector": slot.name,
             "kind": slot.kind,

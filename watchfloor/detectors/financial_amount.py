@@ -65,7 +65,7 @@ class _AmountHistory:
     """Recent log amounts of one account (a ring), their cached median and scale, and
     their mean and variance (for the blend with peers while the history is short)."""
 
-    __slots__ = ("buf", "mean", "med", "n", "pos", "scale", "var")
+    __slots__ = ("buf", "mean", "med", "n", "pos", "scale", "top", "var")
 
     def __init__(self) -> None:
         self.buf: list[float] = []
@@ -75,12 +75,16 @@ class _AmountHistory:
         self.scale = 0.0
         self.mean = 0.0
         self.var = 0.0
+        self.top = 0.0  # the largest log amount of the ring
 
-    def __getstate__(self) -> tuple[list[float], int, int, float, float, float, float]:
-        return (self.buf, self.pos, self.n, self.med, self.scale, self.mean, self.var)
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.buf, self.pos, self.n, self.med, self.scale, self.mean, self.var, self.top)
 
-    def __setstate__(self, s: tuple[list[float], int, int, float, float, float, float]) -> None:
-        self.buf, self.pos, self.n, self.med, self.scale, self.mean, self.var = s
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        self.buf, self.pos, self.n, self.med, self.scale, self.mean, self.var = s[:7]
+        # A checkpoint from before ``top`` existed (its detector restarts fresh anyway:
+        # its parameters differ, but the pickle must load first).
+        self.top = s[7] if len(s) > 7 else max(self.buf, default=0.0)
 
 
 class AmountAnomaly(Detector):
@@ -90,10 +94,11 @@ class AmountAnomaly(Detector):
     Keeps each account's last ``window`` amounts and their median and MAD on a log
     scale (robust: a few past outliers move neither). After ``warm_up`` payments, an
     amount scores high when it is both a large *multiple* of the median (``mid`` and
-    ``alarm`` are multiples) and far outside the account's usual spread (robust z above
-    ``z_alarm``). Requiring both keeps payday spikes (3-5x the median) and business
-    accounts with heavy-tailed amounts quiet: their multiples are small or their spread
-    is wide.
+    ``alarm`` are multiples), far outside the account's usual spread (robust z above
+    ``z_alarm``) and well above the largest payment in its window (``record_mid``,
+    ``record_alarm``). Requiring all three keeps payday spikes (3-5x the median),
+    business accounts with heavy-tailed amounts and the occasional large purchase quiet:
+    their multiples are small, their spread is wide, or they have paid as much before.
 
     Before that, the account is judged from its first payment on against its peer group
     (the event's ``tx_type``, ``channel``, ``account_type``; the whole population while
@@ -123,6 +128,10 @@ class AmountAnomaly(Detector):
     small_sample
         Widening of the spread for short histories: it is multiplied by
         ``1 + small_sample / sqrt(history length)``.
+    record_mid, record_alarm
+        Multiples of the largest amount among the account's last ``window`` payments
+        scored 0.5 and 0.9: an account that has paid nearly as much before (a car, a
+        rent deposit) is not taken over by paying it again.
     peer_mid, peer_alarm
         Multiples of the blended (own + peer) typical amount scored 0.5 and 0.9.
     peer_z_mid, peer_z_alarm
@@ -181,6 +190,8 @@ class AmountAnomaly(Detector):
         z_alarm: float = 5.0,
         min_scale: float = 0.15,
         small_sample: float = 3.0,
+        record_mid: float = 1.5,
+        record_alarm: float = 4.0,
         peer_mid: float = 30.0,
         peer_alarm: float = 300.0,
         peer_z_mid: float = 4.5,
@@ -196,6 +207,8 @@ class AmountAnomaly(Detector):
             raise ValueError("need window >= 3 and 1 <= warm_up <= window")
         if not 1.0 < mid < alarm or not z_mid < z_alarm:
             raise ValueError("need 1 < mid < alarm and z_mid < z_alarm")
+        if not 1.0 < record_mid < record_alarm:
+            raise ValueError("need 1 < record_mid < record_alarm")
         if not 1.0 < peer_mid < peer_alarm or not peer_z_mid < peer_z_alarm:
             raise ValueError("need 1 < peer_mid < peer_alarm and peer_z_mid < peer_z_alarm")
         if min_scale <= 0 or prior_strength <= 0 or min_population < 2 or min_peers < 2:
@@ -208,6 +221,8 @@ class AmountAnomaly(Detector):
         self.z_alarm = z_alarm
         self.min_scale = min_scale
         self.small_sample = small_sample
+        self.record_mid = record_mid
+        self.record_alarm = record_alarm
         self.peer_mid = peer_mid
         self.peer_alarm = peer_alarm
         self.peer_z_mid = peer_z_mid
@@ -220,6 +235,8 @@ class AmountAnomaly(Detector):
         self.ttl_seconds = ttl_seconds
         self._log_mid = math.log(mid)
         self._log_alarm = math.log(alarm)
+        self._log_record_mid = math.log(record_mid)
+        self._log_record_alarm = math.log(record_alarm)
         self._log_peer_mid = math.log(peer_mid)
         self._log_peer_alarm = math.log(peer_alarm)
         self._peers = PeerBaseline(self.peer_fields, min_peers)
@@ -262,6 +279,7 @@ class AmountAnomaly(Detector):
             med = 0.5 * (s[half - 1] + s[half])
             mad = 0.5 * (_kth_deviation(s, med, half) + _kth_deviation(s, med, half + 1))
         h.med = med
+        h.top = s[-1]
         # 1.4826 * MAD estimates the standard deviation of a normal distribution; from a
         # short history it is often far too small (heavy-tailed business accounts look
         # steady for their first dozen payments), so widen it by 1 + c/sqrt(k).
@@ -285,10 +303,17 @@ class AmountAnomaly(Detector):
         score = min(ratio_score, logistic(z, self.z_mid, self.z_alarm))
         if score < 0.01:
             return NORMAL
+        # An account that has already paid nearly this much (a car, a rent deposit) is
+        # not taken over by paying it again: the amount must also exceed its record.
+        record = x - h.top
+        score = min(score, logistic(record, self._log_record_mid, self._log_record_alarm))
+        if score < 0.01:
+            return NORMAL
         return Score(
             score,
             f"amount {_money(math.exp(x))} is {math.exp(d):.0f}x the median "
-            f"{_money(math.exp(h.med))} (robust z {z:.1f})",
+            f"{_money(math.exp(h.med))} and {math.exp(record):.1f}x the largest of its last "
+            f"{len(h.buf)} payments (robust z {z:.1f})",
             math.exp(d),
         )
 

@@ -239,11 +239,14 @@ class FanIn(Detector):
         if excess < self.mid - 1:
             return NORMAL
         score = logistic(excess, self.mid, self.alarm)
+        senders.discard(sender)  # the engine links the payment's own sender already
         return Score(
             score,
             f"{count} new senders paid {event['counterparty_id']} within {self._window} "
             f"({expected:.1f} expected from its history)",
             excess,
+            # The collection account's case starts from who paid into it.
+            tuple(sorted(senders)),
         )
 
     @classmethod
@@ -647,6 +650,7 @@ class Cycle(Detector):
             f"money returned to {origin} in {len(path) + 1} hops within {hours:.0f}h: "
             f"{route} ({amount / first:.0%} of {_money(first)})",
             ratio,
+            tuple(p[0] for p in path),  # the ring's members (the origin is the entity)
         )
 
     @classmethod

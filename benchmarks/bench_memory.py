@@ -57,7 +57,13 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=1_000_000)
     ap.add_argument("--topics-file", default=str(ROOT / "topics.yaml"))
     ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--trace", type=int, default=0, metavar="N",
+                    help="also print the N source lines holding most memory (tracemalloc)")
     args = ap.parse_args()
+    if args.trace:
+        import tracemalloc
+
+        tracemalloc.start(1)
 
     import orjson
 
@@ -114,6 +120,12 @@ def main() -> None:
           f"({result['bytes_per_entity']:.0f} B per entity), {result['seconds']} s")
     for k, v in list(result["pickled_bytes"].items())[:12]:
         print(f"  {k:40s} {v / 2**20:8.1f} MB pickled")
+    if args.trace:
+        import tracemalloc
+
+        print(f"traced {tracemalloc.get_traced_memory()[0] / 2**20:.0f} MB live:")
+        for stat in tracemalloc.take_snapshot().statistics("lineno")[: args.trace]:
+            print(f"  {stat}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

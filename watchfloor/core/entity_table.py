@@ -104,3 +104,34 @@ class EntityTable(Generic[V]):
     def __setstate__(self, state: dict[str, object]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+
+class Recent(list):  # type: ignore[type-arg]
+    """The last ``maxlen`` items appended: a bounded list for per-entity rings.
+
+    A ``deque(maxlen=...)`` allocates a 64-slot block (~600 bytes) however few items it
+    holds; most entities of a large deployment are seen once or twice, so a table of
+    deques cost ~0.6 kB per entity per ring. A list grows with what it holds; dropping
+    the oldest of a few dozen items is a short memmove.
+
+    >>> r = Recent(3)
+    >>> for i in range(5):
+    ...     r.append(i)
+    >>> r, list(reversed(r)), r.maxlen
+    ([2, 3, 4], [4, 3, 2], 3)
+    """
+
+    __slots__ = ("maxlen",)
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__()
+        self.maxlen = maxlen
+
+    def append(self, item: object) -> None:
+        list.append(self, item)
+        if len(self) > self.maxlen:
+            del self[0]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The class itself rebuilds it (checkpoints may name classes, never functions).
+        return (Recent, (self.maxlen,), None, iter(self))

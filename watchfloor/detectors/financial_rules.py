@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from watchfloor.core.entity_table import EntityTable
+from watchfloor.core.entity_table import EntityTable, Recent
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import logistic
 from watchfloor.detectors.financial_common import (
@@ -100,7 +99,7 @@ class Structuring(Detector):
         self._low = threshold * (1.0 - margin)
         self._band = f"{_money(self._low)}-{_money(math.ceil(threshold) - 1)}"
         self._window = _window_text(window_seconds)
-        self._table: EntityTable[deque[tuple[float, str]]] = EntityTable(
+        self._table: EntityTable[Recent] = EntityTable(
             max_entities, ttl_seconds
         )
 
@@ -111,7 +110,7 @@ class Structuring(Detector):
         if self._in_band(event):
             now = event["_ts"]
             recent = self._table.setdefault(
-                event["account_id"], now, lambda: deque(maxlen=self.max_recent)
+                event["account_id"], now, lambda: Recent(self.max_recent)
             )
             eid = str(event.get("event_id", ""))
             if all(e != eid for _, e in recent):  # idempotent on event_id
@@ -168,12 +167,12 @@ class _Counterparties:
 
     def __init__(self, max_recent: int) -> None:
         self.known: dict[str, None] = {}
-        self.recent: deque[tuple[float, str]] = deque(maxlen=max_recent)
+        self.recent: Recent = Recent(max_recent)
 
-    def __getstate__(self) -> tuple[dict[str, None], deque[tuple[float, str]]]:
+    def __getstate__(self) -> tuple[dict[str, None], Recent]:
         return (self.known, self.recent)
 
-    def __setstate__(self, s: tuple[dict[str, None], deque[tuple[float, str]]]) -> None:
+    def __setstate__(self, s: tuple[dict[str, None], Recent]) -> None:
         self.known, self.recent = s
 
 

@@ -21,11 +21,10 @@ every count is idempotent on ``event_id``: a re-sent payment is the same payment
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from watchfloor.core.entity_table import EntityTable
+from watchfloor.core.entity_table import EntityTable, Recent
 from watchfloor.detectors.base import NORMAL, Detector, Score
 from watchfloor.detectors.calibration import StreamingQuantile, logistic
 from watchfloor.detectors.financial_common import _DAY, _amount, _money, _window_text
@@ -51,7 +50,7 @@ class _Inflows:
 
     def __init__(self, max_recent: int) -> None:
         self.known: dict[str, None] = {}
-        self.recent: deque[tuple[float, str, bool]] = deque(maxlen=max_recent)
+        self.recent: Recent = Recent(max_recent)
         self.bucket = -1
         self.bucket_new = 0
         self.bucket_all = 0
@@ -284,8 +283,8 @@ class _Flows:
     __slots__ = ("incoming", "passes")
 
     def __init__(self, max_recent: int) -> None:
-        self.incoming: deque[tuple[float, float, str, str]] = deque(maxlen=max_recent)
-        self.passes: deque[tuple[float, str, str]] = deque(maxlen=max_recent)
+        self.incoming: Recent = Recent(max_recent)
+        self.passes: Recent = Recent(max_recent)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.incoming, self.passes)
@@ -699,7 +698,7 @@ class _Pace:
     __slots__ = ("bucket", "bucket_done", "bucket_n", "peak", "recent")
 
     def __init__(self, max_recent: int) -> None:
-        self.recent: deque[tuple[float, str]] = deque(maxlen=max_recent)
+        self.recent: Recent = Recent(max_recent)
         self.bucket = -1
         self.bucket_n = 0
         self.bucket_done = False

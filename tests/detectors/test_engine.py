@@ -101,3 +101,18 @@ def test_entities_a_verdict_names_are_links_of_its_type_once_each_and_bounded() 
     # Not the entity itself, no empty id, no repeat, and at most the bound.
     assert ids[0] == "10.9.9.9" and len(ids) == len(set(ids)) == MAX_VERDICT_ENTITIES
     assert d["entity"]["id"] not in ids and all(lk["type"] == "ip" for lk in named)
+
+
+def test_a_detector_from_an_older_release_without_a_new_parameter_starts_fresh() -> None:
+    """A checkpoint written before ``AmountAnomaly`` had ``record_mid`` must not break the
+    rebalance that restores it: the old detector is set aside, the configured one kept."""
+    from watchfloor.detectors.financial_amount import AmountAnomaly
+
+    old = AmountAnomaly()
+    del old.record_mid, old.record_alarm  # what unpickling an older release gives
+    current = AmountAnomaly()
+    engine = DomainEngine(
+        "financial", [Slot("amount_anomaly", current, 0.95, "account", "account_id", "x")]
+    )
+    assert engine.restore({"amount_anomaly": old}) == []
+    assert engine.slots[0].detector is current

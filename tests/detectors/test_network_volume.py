@@ -143,3 +143,23 @@ def test_flood_is_silent_during_warm_up_and_state_is_bounded() -> None:
         det.learn_one(cases.flow(START + 60 + i * 0.01, dst_ip=f"10.{i >> 16}.{(i >> 8) & 255}."
                                  f"{i & 255}"))
     assert len(det.dsts) <= 1_000
+
+
+def test_a_single_source_dos_names_its_source_and_a_ddos_a_bounded_few() -> None:
+    """Workstation capture (CIC-IDS style): a DoS from one host was reported about the
+    victim alone, so its source, the attacker, was named by no alert."""
+    background = network_traffic(seed=6, n=9_000, rate=5.0)
+    t0 = background[-1]["_ts"] + 1
+    dos = [cases.flow(t0 + i * 0.01, src_ip="205.174.165.90", dst_ip="10.0.0.25",
+                      dst_port=80, bytes_out=400) for i in range(2_000)]
+    ddos = [cases.flow(t0 + 300 + i * 0.01, src_ip=f"198.51.{i % 40}.{i % 7}",
+                       dst_ip="10.0.0.26", dst_port=443, bytes_out=60) for i in range(4_000)]
+    det = Flood(name_sources=4)
+    got = hits(det, [*background, *dos, *ddos])
+    assert [e["dst_ip"] for e, _ in got] == ["10.0.0.25", "10.0.0.26"]
+    assert got[0][1].entities == ("205.174.165.90",)
+    named = got[1][1].entities
+    assert 0 < len(named) <= 4 and all(ip.startswith("198.51.") for ip in named)
+    # Quiet destinations never hold a source list.
+    quiet = {e["dst_ip"] for e in background}
+    assert len(quiet) > 50 and len(det.heavy) <= 10

@@ -39,6 +39,10 @@ class Score(NamedTuple):
 NORMAL = Score(0.0, "", 0.0)
 
 
+# An attribute a detector from an older release does not have (see _get_params).
+_MISSING = object()
+
+
 class Detector(abc.ABC):
     """Base class for every detector, built-in or plugin.
 
@@ -73,8 +77,10 @@ class Detector(abc.ABC):
     def _get_params(self) -> dict[str, Any]:
         """Constructor parameters and their current values (river's ``_get_params``)."""
         sig = inspect.signature(type(self).__init__)
+        # A detector restored from an older release may lack a newer parameter: it then
+        # differs from the configured one (and starts fresh) instead of raising.
         return {
-            name: getattr(self, name)
+            name: getattr(self, name, _MISSING)
             for name, p in sig.parameters.items()
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }

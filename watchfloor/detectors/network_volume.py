@@ -257,7 +257,9 @@ class Flood(Detector):
     flows score at most 0.5 until a bucket ends below ``mid``.
 
     The detection is about the destination (the victim); the reason names the flood's
-    rate. Flows from one source or many count the same.
+    rate and the detection links its heaviest sources (up to ``name_sources``, counted
+    per bucket once a destination is busy, Misra-Gries style so a DDoS from thousands of
+    addresses keeps a bounded list). Flows from one source or many count the same.
 
     Parameters
     ----------
@@ -278,6 +280,8 @@ class Flood(Detector):
         Effective number of buckets the mean follows.
     warmup_seconds
         Event time after the first flow during which nothing is scored.
+    name_sources
+        Most sources a detection names (0: none).
     max_entities
         Most destinations tracked at once.
     ttl_seconds
@@ -296,6 +300,9 @@ class Flood(Detector):
     >>> got = feed(det, syn)
     >>> [i for i, s in enumerate(got) if s.score >= 0.9], got[54].reason
     ([54], '10.0.0.80 received 55 flows in 60 s, 11x its usual 5')
+    >>> named = got[54].entities  # the flood's sources (a bounded few of the 200)
+    >>> 0 < len(named) <= 8, all(ip.startswith("198.51.100.") for ip in named)
+    (True, True)
     """
 
     domains: ClassVar[tuple[str, ...]] = ("network",)
@@ -312,10 +319,13 @@ class Flood(Detector):
         min_share: float = 0.2,
         memory_buckets: int = 60,
         warmup_seconds: float = 600.0,
+        name_sources: int = 8,
         max_entities: int = 100_000,
         ttl_seconds: float = 86_400.0,
     ) -> None:
         check_mid_alarm(mid, alarm)
+        if name_sources < 0:
+            raise ValueError("name_sources must be >= 0")
         if bucket_seconds <= 0 or floor_flows < 1 or memory_buckets < 1:
             raise ValueError("bucket_seconds, floor_flows and memory_buckets must be positive")
         self.bucket_seconds = bucket_seconds
@@ -336,6 +346,12 @@ class Flood(Detector):
         # dst_ip -> [bucket index, flows in it, mean flows per bucket, in episode (0/1),
         #           buckets closed]
         self.dsts: EntityTable[list[float]] = EntityTable(max_entities, ttl_seconds)
+        self.name_sources = name_sources
+        # Busy destinations only: dst_ip -> (bucket, {src_ip: flows}), at most
+        # 2 * name_sources sources each (Misra-Gries: the heavy ones survive).
+        self.heavy: EntityTable[tuple[float, dict[str, int]]] = EntityTable(
+            max(1, max_entities // 10), ttl_seconds
+        )
 
     def _rolled(self, st: list[float], bucket: float) -> tuple[float, float, float]:
         """(count, mean, episode) once the state is moved to ``bucket``."""
@@ -384,7 +400,33 @@ class Flood(Detector):
             f"{dst} received {count:.0f} flows in {self.bucket_seconds:g} s, "
             f"{count / ref:.0f}x its usual {ref:.0f}",
             math.log10(count / ref),
+            self._sources(dst, math.floor(event["_ts"] / self.bucket_seconds)),
         )
+
+    def _sources(self, dst: str, bucket: float) -> tuple[str, ...]:
+        """The heaviest sources of ``dst`` this bucket, heaviest first."""
+        h = self.heavy.get(dst)
+        if h is None or h[0] != bucket:
+            return ()
+        ranked = sorted(h[1].items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple(src for src, _ in ranked[: self.name_sources])
+
+    def _count_source(self, event: Mapping[str, Any], bucket: float, now: float) -> None:
+        dst = event["dst_ip"]
+        h = self.heavy.get(dst)
+        if h is None or h[0] != bucket:
+            h = (bucket, {})
+            self.heavy.put(dst, now, h)
+        counts, src = h[1], event["src_ip"]
+        if src in counts:
+            counts[src] += 1
+        elif len(counts) < 2 * self.name_sources:
+            counts[src] = 1
+        else:  # Misra-Gries: every count loses one, the emptied are dropped
+            for k in [k for k, n in counts.items() if n <= 1]:
+                del counts[k]
+            for k in counts:
+                counts[k] -= 1
 
     def learn_one(self, event: Mapping[str, Any]) -> None:
         now = event["_ts"]
@@ -412,6 +454,10 @@ class Flood(Detector):
         alarmed = 1.0 if episode or (scored and score >= 0.9) else 0.0
         n = st[4] + (1.0 if bucket > st[0] else 0.0)
         st[:] = [bucket, count, mean, alarmed, n]
+        # Sources are counted from half the smallest flood on: quiet destinations (nearly
+        # all of them) never hold a source list.
+        if self.name_sources and 2 * count >= self.min_flows:
+            self._count_source(event, bucket, now)
 
     @classmethod
     def _unit_test_params(cls) -> Any:

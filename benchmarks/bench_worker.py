@@ -74,12 +74,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Documents of the probe crossings (each reported stolen: one new incident, one alert).
+PROBES = 200_000
+
+
 def namespaced(tmp: Path, prefix: str) -> tuple[Path, Config]:
-    """topics.yaml with every topic under ``prefix.`` so runs never share topics."""
+    """topics.yaml with every topic under ``prefix.`` so runs never share topics, and the
+    lost/stolen list extended by the probe documents (``probe_event``)."""
     spec = yaml.safe_load((ROOT / "topics.yaml").read_text())
     spec["topics"] = {f"{prefix}.{k}": v for k, v in spec["topics"].items()}
     for name, agency in spec["agencies"].items():
         agency["topic"] = f"{prefix}.alerts.{name}"
+    stolen = tmp / "probe-documents.txt"
+    if not stolen.exists():
+        packaged = (ROOT / "watchfloor/data/lost_stolen.txt").read_text()
+        stolen.write_text(packaged + "".join(f"PROBE{i:07d}\n" for i in range(PROBES)))
+    for det in spec["detectors"]["border"]:
+        if det["name"] == "lost_stolen_document":
+            det["params"] = {**det.get("params", {}), "path": str(stolen)}
     path = tmp / f"{prefix}-topics.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path, parse_config(spec, str(path))
@@ -88,6 +100,15 @@ def namespaced(tmp: Path, prefix: str) -> tuple[Path, Config]:
 def input_topics(config: Config) -> dict[str, str]:
     """domain -> input topic name."""
     return {t.domain: t.name for t in config.topics if t.role == "input"}
+
+
+def probe_event(i: int) -> tuple[str, dict[str, Any]]:
+    """A crossing with a stolen document: an alert per probe whatever the simulator's
+    slice holds, so every rate run measures latency (its ``ts`` is set when sent)."""
+    return "border", {
+        "event_id": f"probe-{i}", "ts": 0, "document_id": f"PROBE{i % PROBES:07d}",
+        "nationality": "FRA", "crossing_point": "CDG-T2", "direction": "entry", "_probe": 1,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,7 +142,9 @@ async def produce(
                 ahead = started + i / rate - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-            key = str(event.get(ENTITY_FIELDS[domain], "")).encode()
+            if event.pop("_probe", None):
+                event["ts"] = int(time.time() * 1000)
+            key = str(event.get(ENTITY_FIELDS[domain][1], "")).encode()
             fut = await producer.send(topics[domain], orjson.dumps(event), key=key)
             futures.append((event["event_id"], fut))
             if len(futures) >= 5000:
@@ -359,6 +382,10 @@ def fixed_rate(
     try:
         w.wait_assigned(owned_partitions(config))
         events = list(Simulator(seed=seed, days=1.0).events(int(rate * duration)))
+        # Ten probes a second: latency percentiles from ~10 * duration alerts.
+        every = max(1, int(rate // 10))
+        for k, i in enumerate(range(0, len(events), every)):
+            events[i] = probe_event(k)
         cpu0 = proc_cpu(w.proc.pid)
         t0 = time.perf_counter()
         stamps = asyncio.run(produce(bootstrap, config, events, rate=rate))

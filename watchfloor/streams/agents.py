@@ -75,6 +75,11 @@ class StateKeeper:
         # Batches between being processed and their outputs acknowledged: a checkpoint
         # then would cover records whose outputs may still be lost.
         self.in_flight = 0
+        # Alert stages (by partition) and the response tracker changed since their last
+        # checkpoint: the timer writes only those.
+        self.stages_dirty: set[int] = set()
+        self.tracker_dirty = True
+        self.saving = False
         # From a revocation until the assigned partitions' state is restored.
         self.rebalancing = True
         metrics = rt.metrics
@@ -84,40 +89,65 @@ class StateKeeper:
         self._replayed = metrics.state_replayed
 
     async def save(self, names: Iterable[str] | None = None) -> None:
-        """Checkpoint the named states (default: every state changed since the last)."""
+        """Checkpoint the named states (default: every state changed since the last).
+
+        The timer's checkpoint (no names) encodes one state at a time and lets the event
+        loop run in between, so a checkpoint of many partitions is many short pauses, not
+        one long stall; it stops when an agent's batch is in flight meanwhile (its state
+        would be ahead of its acknowledged outputs) and leaves the rest dirty for the next.
+        """
         rt = self.rt
         started = time.perf_counter()
         wanted = None if names is None else set(names)
+        timer = wanted is None
         out: list[tuple[str, bytes | None, bytes]] = []
+        complete = True
+
+        def encode(name: str, state: Any, offsets: dict[str, int]) -> None:
+            out.extend((self.topic, k, v) for k, v in rt.checkpointer.encode(name, state, offsets))
+
+        async def pause() -> bool:
+            """Let the loop run; False if a batch went in flight or a rebalance began
+            meanwhile (partitions this worker no longer owns must not be written)."""
+            if timer:
+                await asyncio.sleep(0)
+            return not (timer and (self.in_flight or self.rebalancing))
+
         for domain, partition in list(rt.processor.engines):
             name = score_name(domain, partition)
             dirty = (domain, partition) in rt.processor.dirty
-            if (wanted is None and dirty) or (wanted is not None and name in wanted):
-                snapshot = rt.processor.engines[(domain, partition)].snapshot()
+            if (timer and dirty) or (not timer and name in wanted):  # type: ignore[operator]
+                if not await pause():
+                    complete = False
+                    break
+                engine = rt.processor.engines.get((domain, partition))
+                if engine is None:  # dropped by a rebalance meanwhile
+                    continue
                 nxt = rt.processor.next_offset.get((domain, partition))
-                offsets = {} if nxt is None else {"next": nxt}
-                out += [
-                    (self.topic, k, v) for k, v in rt.checkpointer.encode(name, snapshot, offsets)
-                ]
+                encode(name, engine.snapshot(), {} if nxt is None else {"next": nxt})
                 rt.processor.dirty.discard((domain, partition))
-        for partition, stage in list(rt.stages.items()):
+        for partition in sorted(rt.stages) if complete else ():
             name = alerts_name(partition)
-            if wanted is None or name in wanted:
+            if (timer and partition in self.stages_dirty) or (not timer and name in wanted):  # type: ignore[operator]
+                if not await pause():
+                    complete = False
+                    break
+                stage = rt.stages.get(partition)
+                if stage is None:
+                    continue
                 nxt = rt.stage_next.get(partition)
-                offsets = {} if nxt is None else {"next": nxt}
-                out += [
-                    (self.topic, k, v)
-                    for k, v in rt.checkpointer.encode(name, stage.state(), offsets)
-                ]
-        for partition in sorted(self.feedback_parts):
-            name = feedback_name(partition)
-            if wanted is None or name in wanted:
-                offsets = {
-                    topic: nxt for (topic, p), nxt in rt.feedback_next.items() if p == partition
-                }
-                out += [
-                    (self.topic, k, v) for k, v in rt.checkpointer.encode(name, rt.tracker, offsets)
-                ]
+                encode(name, stage.state(), {} if nxt is None else {"next": nxt})
+                self.stages_dirty.discard(partition)
+        if complete and (not timer or self.tracker_dirty):
+            parts = [p for p in sorted(self.feedback_parts) if timer or feedback_name(p) in wanted]  # type: ignore[operator]
+            if parts and await pause():
+                for partition in parts:
+                    offsets = {
+                        topic: nxt for (topic, p), nxt in rt.feedback_next.items()
+                        if p == partition
+                    }
+                    encode(feedback_name(partition), rt.tracker, offsets)
+                self.tracker_dirty = False
         if out:  # a timer tick with nothing to write is not a checkpoint
             await publish(self.app, out)
             self._bytes.set(sum(len(v) for *_, v in out))
@@ -128,8 +158,16 @@ class StateKeeper:
         """Checkpoint if the interval has passed and no agent's batch is in flight (its
         state is ahead of its acknowledged outputs: a checkpoint of it, then a crash,
         would have the next owner skip records whose detections were never published)."""
-        if self.in_flight == 0 and time.monotonic() - self.last >= self.interval:
-            await self.save()
+        if (
+            self.in_flight == 0
+            and not self.saving
+            and time.monotonic() - self.last >= self.interval
+        ):
+            self.saving = True  # one timer checkpoint at a time: it yields to the loop
+            try:
+                await self.save()
+            finally:
+                self.saving = False
 
     async def idle_save(self) -> None:
         """The timer's checkpoint: agents checkpoint after their batches, so a worker
@@ -435,6 +473,9 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                             app,
                             [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
                         )
+                keeper.stages_dirty.update(before)
+                if outgoing:  # the stages record publications in the tracker
+                    keeper.tracker_dirty = True
                 for partition, was in before.items():
                     counters = rt.stages[partition].correlator.counters
                     metrics.suppressed.inc(max(0, counters["suppressed"] - was["suppressed"]))
@@ -478,6 +519,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
         async for events in stream.take_events(rt.settings.batch_size, within=0.2):
             # In flight until its outputs are acknowledged: no checkpoint meanwhile.
             keeper.in_flight += 1
+            keeper.tracker_dirty = True
             try:
                 bad = []
                 now = time.time()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from watchfloor.config import ConfigError, load_config, parse_config
-from watchfloor.detectors.engine import build_engines
+from watchfloor.detectors.engine import build_engines, build_rekeyed_engine, rekeyed_stages
 from watchfloor.detectors.netflow import ANSWER, PROBE, REAL, flow_kind
 from watchfloor.detectors.network import (
     INTERNAL_NETWORKS,
@@ -19,6 +19,7 @@ from watchfloor.detectors.network import (
     PortScan,
     Spam,
 )
+from watchfloor.detectors.registry import discover
 from watchfloor.detectors.sites import is_internal
 from watchfloor.detectors.testkit import START, make_event
 
@@ -48,10 +49,14 @@ def test_default_site_ranges_are_rfc1918_multicast_link_local_broadcast_loopback
 
 def test_topics_yaml_site_ranges_reach_every_detector_that_takes_them() -> None:
     config = parse_config(with_site(["10.0.0.0/8", "147.32.0.0/16"]))
-    engine = build_engines(config)["network"]
-    site = {s.name: getattr(s.detector, "internal_networks", None) for s in engine.slots}
+    registry = discover()
+    first = build_engines(config)["network"]
+    # Beaconing and flood run in the re-keyed stage (keyed by destination).
+    second = build_rekeyed_engine(config, rekeyed_stages(config, registry), registry)
+    slots = [*first.slots, *second.engines["network/dst_ip"].slots]
+    site = {s.name: getattr(s.detector, "internal_networks", None) for s in slots}
     assert site["exfiltration"] == site["beaconing"] == ("10.0.0.0/8", "147.32.0.0/16")
-    beacon = next(s.detector for s in engine.slots if s.name == "beaconing")
+    beacon = next(s.detector for s in slots if s.name == "beaconing")
     # A campus on public addresses: its own hosts are not a C2's external destination.
     assert not beacon._relevant(flow(src_ip="147.32.84.165", dst_ip="147.32.80.9"))
     assert beacon._relevant(flow(src_ip="147.32.84.165", dst_ip="203.0.113.9"))

@@ -144,5 +144,6 @@ def test_the_default_topology_rekeys_the_detectors_keyed_by_other_fields() -> No
     assert "fan_in" not in first and "cycle" not in first and "pass_through" not in first
     assert [s.name for s in second["financial/counterparty_id"].slots] == ["fan_in"]
     assert [s.name for s in second["financial/*"].slots] == ["pass_through", "cycle"]
-    assert [s.name for s in second["network/dst_ip"].slots] == ["flood"]
+    assert [s.name for s in second["network/dst_ip"].slots] == ["beaconing", "flood"]
+    assert "beaconing" not in {s.name for s in rt.processor.factory("network").slots}
     assert [s.name for s in second["border/crossing_point"].slots] == ["value_anomaly"]

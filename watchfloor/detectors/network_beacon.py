@@ -45,8 +45,9 @@ class Beaconing(ReusesScore, Detector):
     in ``popularity_seconds``, is an update server, a CDN or a cloud service, and its
     evidence is divided by 5 (``1 + 4 u**2`` for popularity index ``u``), more for more
     sources. A C2 shared by several bots of one network is down-weighted too: a known
-    limit, the price of silence on update fleets. The worker runs one engine per input
-    partition (keyed by source), so popularity counts the sources of one partition.
+    limit, the price of silence on update fleets. Its state is keyed by destination
+    (``keyed_by``: the worker runs it in the re-keyed ``dst_ip`` stage), so popularity
+    counts every source of a destination, not those of one input partition.
     Internal destinations (the site's ranges, multicast and broadcast included) and
     ``ignore_ports`` (DNS, NTP, mDNS, SSDP, NetBIOS) are not considered.
 
@@ -132,6 +133,9 @@ class Beaconing(ReusesScore, Detector):
     domains: ClassVar[tuple[str, ...]] = ("network",)
     entity: ClassVar[tuple[str, str]] = ("ip", "src_ip")
     kind: ClassVar[str] = "beaconing"
+    # Every source of a destination in one engine: popularity is whole (update servers
+    # polled by hosts of different input partitions are popular).
+    keyed_by: ClassVar[str | None] = "dst_ip"
 
     def __init__(
         self,

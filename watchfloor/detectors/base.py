@@ -34,6 +34,11 @@ class Score(NamedTuple):
     raw: float = 0.0
     entities: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        # Most verdicts name no other entity: keep their repr as it was.
+        named = f", entities={self.entities!r}" if self.entities else ""
+        return f"Score(score={self.score!r}, reason={self.reason!r}, raw={self.raw!r}{named})"
+
 
 # Shared instance for the common case, so normal events allocate nothing.
 NORMAL = Score(0.0, "", 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from array import array
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from watchfloor.detectors.sites import (
 )
 
 __all__ = ["Beaconing"]
+
+_E_HALF = math.e / 2.0  # an exponential gap is within j of its mean with chance ~2j/e
 
 
 def _new_pair() -> list[Any]:
@@ -104,6 +107,11 @@ class Beaconing(ReusesScore, Detector):
     clockwork_jitter
         Mean relative jitter below which a series of at least ``clockwork_period`` is a
         scheduler's timer; its evidence is divided by 5.
+    steady_gain
+        Most a fitting gap counts when the fit is tight: a gap counts
+        ``log(e / 2j) / log(e / 2 tolerance)`` for mean jitter ``j`` (1 at ``tolerance``),
+        (``j``: the fitting gaps' mean jitter or the window's median deviation, whichever
+        is larger), capped here: irregular traffic lands that close to a period less often.
     realert_seconds
         A pair already detected is not detected again for this long.
     max_entities
@@ -119,8 +127,8 @@ class Beaconing(ReusesScore, Detector):
     ...                     bytes_out=300, _ts=START + 33 * i + (7 * i) % 9)
     ...          for i in range(16)]
     >>> got = feed(det, beats)
-    >>> [i for i, s in enumerate(got) if s.score >= 0.9], got[7].reason
-    ([7], '10.1.0.9 contacted 203.0.113.7 8 times every 31 s (jitter 8.3%)')
+    >>> [i for i, s in enumerate(got) if s.score >= 0.9], got[4].reason
+    ([4], '10.1.0.9 contacted 203.0.113.7 5 times every 31 s (jitter 7.3%)')
     >>> got[-1].score
     0.5
     >>> ntp = [make_event("network", src_ip="10.1.0.9", dst_ip="10.0.0.123", dst_port=123,
@@ -157,6 +165,7 @@ class Beaconing(ReusesScore, Detector):
         popularity_seconds: float = 86_400.0,
         clockwork_period: float = 60.0,
         clockwork_jitter: float = 0.0025,
+        steady_gain: float = 2.0,
         realert_seconds: float = 7 * 86_400.0,
         max_entities: int = 100_000,
         ttl_seconds: float = 26 * 3_600.0,
@@ -187,6 +196,10 @@ class Beaconing(ReusesScore, Detector):
         self.popularity_seconds = popularity_seconds
         self.clockwork_period = clockwork_period
         self.clockwork_jitter = clockwork_jitter
+        if steady_gain < 1.0:
+            raise ValueError("steady_gain must be >= 1")
+        self.steady_gain = steady_gain
+        self._steady_log = math.log(_E_HALF / tolerance)
         self.realert_seconds = realert_seconds
         self.max_entities = max_entities
         self.ttl_seconds = ttl_seconds
@@ -291,8 +304,21 @@ class Beaconing(ReusesScore, Detector):
         # minutes-long period to a fraction of a second; bots on real captures jitter by
         # seconds, or retry at short periods (Mirai), which this does not touch.
         clockwork = period >= self.clockwork_period and jitter < self.clockwork_jitter
+        # How unlikely the fit is by chance: an exponential gap (irregular traffic of the
+        # same mean) lands within j of the period with probability ~2j/e, so a gap that
+        # fits to 5 % is stronger evidence than one that fits to 30 %. Each fitting gap
+        # counts log(e / 2j) / log(e / 2 tolerance), between 1 and steady_gain.
+        # The looser of the fitting gaps' mean jitter and the whole window's MAD, so a
+        # few lucky fits among irregular gaps gain nothing. (Not for clockwork: there
+        # tight timing is the scheduler's, not the evidence.)
+        j = mad if mad > jitter else jitter
+        steady = math.log(_E_HALF / (j if j > 0.01 else 0.01)) / self._steady_log
+        if steady < 1.0 or clockwork:
+            steady = 1.0
+        elif steady > self.steady_gain:
+            steady = self.steady_gain
         # A gap of two or three periods fits random traffic easily: half weight.
-        raw = (n_one + 0.5 * missed) * gate * weight * (0.2 if clockwork else 1.0)
+        raw = (n_one * steady + 0.5 * missed) * gate * weight * (0.2 if clockwork else 1.0)
         score = logistic(raw, self.mid, self.alarm)
         if score < 0.1:
             return NORMAL

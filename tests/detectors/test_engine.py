@@ -116,3 +116,39 @@ def test_a_detector_from_an_older_release_without_a_new_parameter_starts_fresh()
     )
     assert engine.restore({"amount_anomaly": old}) == []
     assert engine.slots[0].detector is current
+
+
+class Odd(Detector):
+    """Flags everything; its verdict's ``entities`` is whatever the test sets."""
+
+    domains: ClassVar[tuple[str, ...]] = ("network",)
+    entity: ClassVar[tuple[str, str]] = ("ip", "src_ip")
+    others: Any = ()
+
+    def learn_one(self, event: Mapping[str, Any]) -> None:
+        pass
+
+    def score_one(self, event: Mapping[str, Any]) -> Score:
+        return Score(1.0, "odd", 1.0, self.others)
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_odd_verdict_entities_name_nothing_and_never_lose_the_detection() -> None:
+    import itertools
+
+    for others, expected in [
+        (5, []),
+        ("10.0.0.1", []),  # a string is not a list of characters
+        ([Unprintable(), None, True, "10.7.7.7"], ["10.7.7.7"]),
+        (itertools.repeat("10.7.7.7"), []),  # not a tuple or list: never iterated
+        (("10.7.7.7",) * 10_000, ["10.7.7.7"]),
+    ]:
+        det = Odd()
+        det.others = others
+        engine = DomainEngine("network", [Slot("odd", det, 0.5, "ip", "src_ip", "odd")])
+        (d,) = engine.process(dict(EXAMPLES["network"], _ts=1.8e9), 1.8e9)
+        assert [lk["id"] for lk in d["links"] if lk["via"] == "odd"] == expected, others

@@ -16,7 +16,7 @@ import orjson
 from watchfloor.config import Config
 from watchfloor.core.decoding import MAX_STR, InvalidEvent
 from watchfloor.core.events import ENTITY_FIELDS, JURISDICTION_FIELDS, LINK_FIELDS
-from watchfloor.detectors.base import Detector
+from watchfloor.detectors.base import _MISSING, Detector
 from watchfloor.detectors.registry import Registered, build, discover
 
 _NONE: tuple[dict[str, Any], ...] = ()
@@ -28,7 +28,9 @@ WHOLE_DOMAIN = "*"
 # hostile field must not grow alerts past the broker's message limit.
 MAX_REASON = 1000
 # Entities a verdict may name besides its own (``Score.entities``): the alert lists them.
-MAX_VERDICT_ENTITIES = 16
+# Below the correlator's neighbours per entity (16), so the event's own links (device,
+# person, the payment's other end) are never pushed out by them.
+MAX_VERDICT_ENTITIES = 8
 
 
 def cap_text(text: str, limit: int = MAX_REASON) -> str:
@@ -96,10 +98,14 @@ class DomainEngine:
         restored = []
         for slot in self.slots:
             old = detectors.get(slot.name)
+            if old is None or type(old) is not type(slot.detector):
+                continue
+            params = old._get_params()
+            # A parameter the old release did not have is a mismatch (not equal to the
+            # same missing parameter of a plugin that stores it elsewhere).
             if (
-                old is not None
-                and type(old) is type(slot.detector)
-                and old._get_params() == slot.detector._get_params()
+                all(v is not _MISSING for v in params.values())
+                and params == slot.detector._get_params()
             ):
                 slot.detector = old
                 restored.append(slot.name)
@@ -160,12 +166,15 @@ class DomainEngine:
             # The field the detection is keyed by is its entity, not a link of it.
             if f != slot.entity_field and event.get(f) not in (None, "")
         ]
-        # Entities the verdict names (a plugin's verdict may be any object with a score).
+        # Entities the verdict names (a plugin's verdict may be any object with a score):
+        # a tuple or list of ids, a few of them read; anything else names none.
         others = getattr(verdict, "entities", ())
-        if others:
+        if others and isinstance(others, (tuple, list)):
             seen = {entity_id, *(lk["id"] for lk in links if lk["type"] == slot.entity_type)}
             room = MAX_VERDICT_ENTITIES
-            for other in others:
+            for other in others[: 4 * MAX_VERDICT_ENTITIES]:
+                if not isinstance(other, (str, int)) or isinstance(other, bool):
+                    continue
                 other = str(other)[:MAX_STR]
                 if other and other not in seen:
                     seen.add(other)

@@ -214,7 +214,7 @@ class FanIn(Detector):
         inf = self._table.get(event["counterparty_id"])
         if inf is not None and sender in inf.known:
             return NORMAL
-        senders = {sender}
+        senders = {sender: None}  # most recent first: the alert names the latest
         inflows = 1
         new_hist = all_hist = 0.0
         if inf is not None:
@@ -224,7 +224,7 @@ class FanIn(Detector):
                     break
                 inflows += 1
                 if is_new:
-                    senders.add(s)
+                    senders[s] = None
             new_hist, all_hist = inf.new_hist, inf.all_hist
         count = len(senders)
         if count < self.mid:
@@ -238,14 +238,14 @@ class FanIn(Detector):
         if excess < self.mid - 1:
             return NORMAL
         score = logistic(excess, self.mid, self.alarm)
-        senders.discard(sender)  # the engine links the payment's own sender already
+        del senders[sender]  # the engine links the payment's own sender already
         return Score(
             score,
             f"{count} new senders paid {event['counterparty_id']} within {self._window} "
             f"({expected:.1f} expected from its history)",
             excess,
             # The collection account's case starts from who paid into it.
-            tuple(sorted(senders)),
+            tuple(senders),
         )
 
     @classmethod

@@ -80,6 +80,8 @@ class StateKeeper:
         self.stages_dirty: set[int] = set()
         self.tracker_dirty = True
         self.saving = False
+        # Names the last timer checkpoint stopped before: they go first in the next.
+        self._deferred: set[str] = set()
         # From a revocation until the assigned partitions' state is restored.
         self.rebalancing = True
         metrics = rt.metrics
@@ -93,66 +95,81 @@ class StateKeeper:
 
         The timer's checkpoint (no names) encodes one state at a time and lets the event
         loop run in between, so a checkpoint of many partitions is many short pauses, not
-        one long stall; it stops when an agent's batch is in flight meanwhile (its state
-        would be ahead of its acknowledged outputs) and leaves the rest dirty for the next.
+        one long stall. It stops when an agent's batch goes in flight or a rebalance
+        begins meanwhile (a state ahead of its acknowledged outputs, or of a partition no
+        longer owned, must not be written); the states it did not reach go first next
+        time, which is right after the next batch. Each call writes at least one.
         """
         rt = self.rt
         started = time.perf_counter()
-        wanted = None if names is None else set(names)
-        timer = wanted is None
-        out: list[tuple[str, bytes | None, bytes]] = []
-        complete = True
-
-        def encode(name: str, state: Any, offsets: dict[str, int]) -> None:
-            out.extend((self.topic, k, v) for k, v in rt.checkpointer.encode(name, state, offsets))
-
-        async def pause() -> bool:
-            """Let the loop run; False if a batch went in flight or a rebalance began
-            meanwhile (partitions this worker no longer owns must not be written)."""
-            if timer:
-                await asyncio.sleep(0)
-            return not (timer and (self.in_flight or self.rebalancing))
-
-        for domain, partition in list(rt.processor.engines):
-            name = score_name(domain, partition)
-            dirty = (domain, partition) in rt.processor.dirty
-            if (timer and dirty) or (not timer and name in wanted):  # type: ignore[operator]
-                if not await pause():
-                    complete = False
-                    break
-                engine = rt.processor.engines.get((domain, partition))
-                if engine is None:  # dropped by a rebalance meanwhile
-                    continue
-                nxt = rt.processor.next_offset.get((domain, partition))
-                encode(name, engine.snapshot(), {} if nxt is None else {"next": nxt})
-                rt.processor.dirty.discard((domain, partition))
-        for partition in sorted(rt.stages) if complete else ():
+        timer = names is None
+        wanted = set() if names is None else set(names)
+        # (checkpoint name, kind, key) of everything to write, deferred ones first.
+        items: list[tuple[str, str, Any]] = []
+        for key in list(rt.processor.engines):
+            name = score_name(*key)
+            if (key in rt.processor.dirty) if timer else (name in wanted):
+                items.append((name, "score", key))
+        for partition in sorted(rt.stages):
             name = alerts_name(partition)
-            if (timer and partition in self.stages_dirty) or (not timer and name in wanted):  # type: ignore[operator]
-                if not await pause():
-                    complete = False
+            if (partition in self.stages_dirty) if timer else (name in wanted):
+                items.append((name, "stage", partition))
+        for partition in sorted(self.feedback_parts):
+            name = feedback_name(partition)
+            if self.tracker_dirty if timer else (name in wanted):
+                items.append((name, "feedback", partition))
+        if timer:
+            items.sort(key=lambda item: item[0] not in self._deferred)
+        out: list[tuple[str, bytes | None, bytes]] = []
+        written: list[tuple[str, str, Any]] = []
+        for i, (name, kind, key) in enumerate(items):
+            if timer and i:
+                await asyncio.sleep(0)
+                if self.in_flight or self.rebalancing:
                     break
-                stage = rt.stages.get(partition)
+            if kind == "score":
+                engine = rt.processor.engines.get(key)
+                if engine is None:  # dropped by a rebalance
+                    continue
+                nxt = rt.processor.next_offset.get(key)
+                state, offsets = engine.snapshot(), {} if nxt is None else {"next": nxt}
+            elif kind == "stage":
+                stage = rt.stages.get(key)
                 if stage is None:
                     continue
-                nxt = rt.stage_next.get(partition)
-                encode(name, stage.state(), {} if nxt is None else {"next": nxt})
-                self.stages_dirty.discard(partition)
-        if complete and (not timer or self.tracker_dirty):
-            parts = [p for p in sorted(self.feedback_parts) if timer or feedback_name(p) in wanted]  # type: ignore[operator]
-            if parts and await pause():
-                for partition in parts:
-                    offsets = {
-                        topic: nxt for (topic, p), nxt in rt.feedback_next.items()
-                        if p == partition
-                    }
-                    encode(feedback_name(partition), rt.tracker, offsets)
-                self.tracker_dirty = False
+                nxt = rt.stage_next.get(key)
+                state, offsets = stage.state(), {} if nxt is None else {"next": nxt}
+            else:
+                state = rt.tracker
+                offsets = {t: nxt for (t, p), nxt in rt.feedback_next.items() if p == key}
+            out.extend((self.topic, k, v) for k, v in rt.checkpointer.encode(name, state, offsets))
+            written.append((name, kind, key))
+            if kind == "score":
+                rt.processor.dirty.discard(key)
+            elif kind == "stage":
+                self.stages_dirty.discard(key)
+        done = {w[0] for w in written}
+        if timer:
+            self._deferred = {item[0] for item in items} - done
+        if all(feedback_name(p) in done for p in self.feedback_parts):
+            self.tracker_dirty = False
         if out:  # a timer tick with nothing to write is not a checkpoint
-            await publish(self.app, out)
+            try:
+                await publish(self.app, out)
+            except BaseException:
+                # Not written after all: dirty again, so the next checkpoint has them.
+                for _name, kind, key in written:
+                    if kind == "score":
+                        rt.processor.dirty.add(key)
+                    elif kind == "stage":
+                        self.stages_dirty.add(key)
+                    else:
+                        self.tracker_dirty = True
+                raise
             self._bytes.set(sum(len(v) for *_, v in out))
             self._seconds.observe(time.perf_counter() - started)
-        self.last = time.monotonic()
+        if not (timer and self._deferred):
+            self.last = time.monotonic()
 
     async def maybe_save(self) -> None:
         """Checkpoint if the interval has passed and no agent's batch is in flight (its

@@ -1,0 +1,90 @@
+"""The timer's checkpoint under load (issue 12): it yields between states and stops when
+a batch goes in flight, yet every changed state is written within a few calls.
+
+Before the fix, a save that stopped restarted from the first engine next time and skipped
+the alert stages and the tracker whenever it stopped, so under steady traffic they were
+never checkpointed (a restart or takeover lost them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from watchfloor.config import load_config
+from watchfloor.core.events import EXAMPLES
+from watchfloor.settings import Settings
+from watchfloor.streams import agents
+from watchfloor.streams.agents import StateKeeper, alerts_name, feedback_name, score_name
+from watchfloor.streams.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def busy_keeper(monkeypatch: pytest.MonkeyPatch) -> tuple[StateKeeper, list[str]]:
+    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
+                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
+    now = time.time()
+    for domain, spec in rt.config.input_topics.items():
+        for p in range(spec.partitions):
+            event = dict(EXAMPLES[domain], event_id=f"{domain}-{p}", ts=int(now * 1000))
+            rt.processor.process(domain, [(orjson.dumps(event), b"k", spec.name, p, 0, now)])
+    keeper = StateKeeper.__new__(StateKeeper)
+    StateKeeper.__init__(keeper, None, rt)  # type: ignore[arg-type]  # no app: publish is faked
+    keeper.rebalancing = False
+    for p in (0,):
+        rt.stage(p)
+        keeper.stages_dirty.add(p)
+    keeper.feedback_parts = {0}
+    written: list[str] = []
+
+    async def publish(app: Any, out: list[tuple[str, bytes | None, bytes]]) -> list[Any]:
+        written.extend(k.decode().split("|")[1] for _, k, _ in out if k and k.startswith(b"m|"))
+        return []
+
+    monkeypatch.setattr(agents, "publish", publish)
+    return keeper, written
+
+
+def test_every_changed_state_is_written_while_batches_keep_going_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keeper, written = busy_keeper(monkeypatch)
+    wanted = {score_name(*k) for k in keeper.rt.processor.dirty} | {
+        alerts_name(0), feedback_name(0)
+    }
+    assert len(wanted) > 8
+
+    async def run() -> int:
+        calls = 0
+        stop = False
+
+        async def agent() -> None:  # an agent whose batch is in flight at every turn
+            while not stop:
+                keeper.in_flight = 1
+                await asyncio.sleep(0)
+                keeper.in_flight = 0
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(agent())
+        while not wanted <= set(written) and calls < 3 * len(wanted):
+            while keeper.in_flight:  # maybe_save runs only between batches
+                await asyncio.sleep(0)
+            await keeper.save()
+            calls += 1
+        stop = True
+        await task
+        return calls
+
+    calls = asyncio.run(run())
+    assert wanted <= set(written), f"never written: {sorted(wanted - set(written))}"
+    assert calls <= len(wanted) + 1
+    assert not keeper.rt.processor.dirty and not keeper.stages_dirty
+    assert not keeper.tracker_dirty

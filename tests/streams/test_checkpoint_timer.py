@@ -36,12 +36,10 @@ def busy_keeper(monkeypatch: pytest.MonkeyPatch) -> tuple[StateKeeper, list[str]
         for p in range(spec.partitions):
             event = dict(EXAMPLES[domain], event_id=f"{domain}-{p}", ts=int(now * 1000))
             rt.processor.process(domain, [(orjson.dumps(event), b"k", spec.name, p, 0, now)])
-    keeper = StateKeeper.__new__(StateKeeper)
-    StateKeeper.__init__(keeper, None, rt)  # type: ignore[arg-type]  # no app: publish is faked
+    keeper = StateKeeper(None, rt)  # type: ignore[arg-type]  # no app: publish is faked
     keeper.rebalancing = False
-    for p in (0,):
-        rt.stage(p)
-        keeper.stages_dirty.add(p)
+    rt.stage(0)
+    keeper.stages_dirty.add(0)
     keeper.feedback_parts = {0}
     written: list[str] = []
 

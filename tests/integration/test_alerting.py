@@ -5,9 +5,14 @@ webhook receiver in this test.
 The rules are the shipped ones with their ``for:`` durations set to zero and their range
 windows shortened to 20 s, so they fire in seconds instead of minutes; the expressions,
 labels and annotations are unchanged (their thresholds and durations are checked by the
-promtool unit tests in ``tests/deploy/test_rules.py``). Consumer lag growing is covered
-there only: provoking a worker that falls further behind for minutes on a shared 2-core
-machine would make this test slow and flaky.
+promtool unit tests in ``tests/deploy/test_rules.py``).
+
+Consumer lag growing is made deterministic rather than hoped for: the worker also runs a
+border detector (a plugin this test writes, found through its entry point like any other)
+that costs 10 ms an event, so with batches of 50 the worker scores at most ~100 border
+events a second whatever the machine, and the test then sends ~1,000 a second. The lag the
+worker exports (``watchfloor_consumer_lag``) passes 1,000 and keeps growing, and the rule
+fires on the border topic, not on the network one the worker keeps up with.
 """
 
 from __future__ import annotations
@@ -38,6 +43,53 @@ from watchfloor.streams.topics import apply_topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus]
 WANTED = {"WatchfloorDomainSilent", "WatchfloorDeadLettersRising", "WatchfloorResponseSlow"}
+LAG = "WatchfloorConsumerLagGrowing"
+
+SLOW_DETECTOR = '''
+import time
+from typing import ClassVar
+from watchfloor.detectors import NORMAL, Detector
+
+
+class SlowBorder(Detector):
+    """Finds nothing and costs 10 ms an event: a worker that cannot keep up."""
+    domains: ClassVar[tuple[str, ...]] = ("border",)
+    entity: ClassVar[tuple[str, str]] = ("document", "document_id")
+    kind: ClassVar[str] = "slow"
+
+    def learn_one(self, event):
+        pass
+
+    def score_one(self, event):
+        time.sleep(0.01)
+        return NORMAL
+'''
+
+
+def slow_plugin(where: Path) -> Path:
+    """A detector plugin on ``where`` (for PYTHONPATH): a module and the metadata that
+    registers it in the ``watchfloor.detectors`` group, as a pip-installed one would."""
+    where.mkdir()
+    (where / "wf_slow_border.py").write_text(SLOW_DETECTOR)
+    meta = where / "wf_slow_border-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: wf-slow-border\nVersion: 0.1\n")
+    (meta / "entry_points.txt").write_text(
+        "[watchfloor.detectors]\nslow_border = wf_slow_border:SlowBorder\n")
+    return where
+
+
+def crossings(n: int, start: int) -> list[tuple[bytes, bytes]]:
+    """``n`` valid border crossings, spread over documents (so over partitions)."""
+    now = int(time.time() * 1000)
+    out = []
+    for i in range(start, start + n):
+        doc = f"D{i % 97:05d}"
+        out.append((doc.encode(), orjson.dumps({
+            "event_id": f"lag-{i}", "ts": now, "document_id": doc, "nationality": "FRA",
+            "crossing_point": f"CP-{i % 7}", "direction": "entry",
+            "person_name": "TEST TRAVELLER", "person_id": f"person-{i % 97}"})))
+    return out
 
 
 def fast_rules(text: str) -> str:
@@ -90,11 +142,14 @@ def test_rules_fire_through_alertmanager(broker: str, tmp_path: Path, receiver: 
     for name, agency in spec["agencies"].items():
         agency["topic"] = f"{prefix}.alerts.{name}"
     spec["agencies"]["cert"]["response_target_seconds"] = 1  # any real answer is too slow
+    spec["detectors"]["border"].append({"name": "slow_border", "threshold": 0.9})
     topics_file = tmp_path / "topics.yaml"
     topics_file.write_text(yaml.safe_dump(spec))
     config = parse_config(spec, str(topics_file))
     run(apply_topics(config, broker))
-    worker = start_worker(broker, config, tmp_path, WATCHFLOOR_TOPICS_FILE=str(topics_file))
+    worker = start_worker(broker, config, tmp_path, WATCHFLOOR_TOPICS_FILE=str(topics_file),
+                          WATCHFLOOR_BATCH_SIZE="50",  # a slow border batch blocks <= 0.5 s
+                          PYTHONPATH=str(slow_plugin(tmp_path / "plugin")))
 
     am_port, prom_port = free_port(), free_port()
     (tmp_path / "am.yml").write_text(yaml.safe_dump({
@@ -122,7 +177,17 @@ def test_rules_fire_through_alertmanager(broker: str, tmp_path: Path, receiver: 
                   f"--config.file={tmp_path / 'prometheus.yml'}",
                   f"--storage.tsdb.path={tmp_path / 'prom-data'}",
                   f"--web.listen-address=127.0.0.1:{prom_port}"], tmp_path / "prom.log")
-    stop = threading.Event()
+    stop, flood = threading.Event(), threading.Event()
+
+    def border_flood() -> None:
+        # ~1,000 crossings a second, ten times what the slow detector lets through.
+        sent = 0
+        while not stop.is_set():
+            flood.wait(1)
+            if flood.is_set():
+                run(produce(broker, f"{prefix}.events.border", crossings(250, sent)))
+                sent += 250
+                stop.wait(0.25)
 
     def traffic() -> None:
         # Network events keep flowing (so only the other domains are silent); one in
@@ -141,7 +206,9 @@ def test_rules_fire_through_alertmanager(broker: str, tmp_path: Path, receiver: 
             stop.wait(0.5)
 
     feeder = threading.Thread(target=traffic, daemon=True)
+    flooder = threading.Thread(target=border_flood, daemon=True)
     try:
+        flooder.start()
         feeder.start()  # before the first scrape: the network domain is never silent
         # Rates need samples from before what they measure: act only once Prometheus
         # scrapes the worker.
@@ -170,17 +237,30 @@ def test_rules_fire_through_alertmanager(broker: str, tmp_path: Path, receiver: 
         run(produce(broker, config.feedback_topics["cert"].name,
                     [(alert_id.encode(), orjson.dumps(ack))]))
 
-        deadline = time.monotonic() + 120
-        fired: set[str] = set()
-        while time.monotonic() < deadline and not WANTED <= fired:
-            fired = {a["labels"]["alertname"] for msg in Hook.received for a in msg["alerts"]}
-            for proc, name in ((am, "alertmanager"), (prom, "prometheus")):
-                if proc.poll() is not None:
-                    log = (tmp_path / ("am.log" if name == "alertmanager" else "prom.log"))
-                    pytest.fail(f"{name} exited:\n{log.read_text()[-2000:]}")
-            time.sleep(1)
+        def received(wanted: set[str], seconds: float) -> set[str]:
+            deadline = time.monotonic() + seconds
+            fired: set[str] = set()
+            while time.monotonic() < deadline and not wanted <= fired:
+                fired = {a["labels"]["alertname"] for msg in Hook.received
+                         for a in msg["alerts"]}  # fmt: skip
+                for proc, name in ((am, "alertmanager"), (prom, "prometheus")):
+                    if proc.poll() is not None:
+                        log = (tmp_path / ("am.log" if name == "alertmanager" else "prom.log"))
+                        pytest.fail(f"{name} exited:\n{log.read_text()[-2000:]}")
+                time.sleep(1)
+            return fired
+
+        fired = received(WANTED, 120)
         pending = prom_query(prom_port, "ALERTS")["data"]["result"]
         assert WANTED <= fired, (fired, [p["metric"] for p in pending])
+        # Then the border domain outruns the worker (the other alerts came first: the slow
+        # detector blocks the worker's loop, and would have delayed the CERT alert).
+        assert LAG not in fired, "lag alert before the worker fell behind"
+        flood.set()
+        fired = received({LAG}, 90)
+        lag = prom_query(prom_port, "watchfloor:consumer_lag:sum")["data"]["result"]
+        assert LAG in fired, ([p["metric"] for p in prom_query(prom_port, "ALERTS")["data"]
+                               ["result"]], lag, worker.log_tail())  # fmt: skip
         by_name = {a["labels"]["alertname"]: a for msg in Hook.received for a in msg["alerts"]}
         assert by_name["WatchfloorDeadLettersRising"]["labels"]["domain"] == "network"
         silent = {a["labels"]["domain"] for msg in Hook.received for a in msg["alerts"]
@@ -189,9 +269,15 @@ def test_rules_fire_through_alertmanager(broker: str, tmp_path: Path, receiver: 
         slow = by_name["WatchfloorResponseSlow"]
         assert slow["labels"]["agency"] == "cert"
         assert slow["annotations"]["summary"].startswith("cert acknowledges alerts slower")
+        behind = {a["labels"]["topic"] for msg in Hook.received for a in msg["alerts"]
+                  if a["labels"]["alertname"] == LAG}
+        assert behind == {f"{prefix}.events.border"}, behind
+        assert float(next(r["value"][1] for r in lag
+                          if r["metric"]["topic"] == f"{prefix}.events.border")) > 1000
     finally:
         stop.set()
         feeder.join(5)
+        flooder.join(10)
         for proc in (prom, am):
             proc.terminate()
             proc.wait(20)

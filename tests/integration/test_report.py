@@ -45,8 +45,14 @@ def test_figures_from_records() -> None:
         audit=[(t0 + 1, {"agency": "ctpu", "shared": ["severity"],
                          "pseudonymised": ["entities.id"], "redacted": []})],
     )
-    f = figures(recs, {"cert": 60.0, "ctpu": 300.0}, t0, t0 + 3600)
+    f = figures(recs, {"cert": 60.0, "ctpu": 300.0}, t0, t0 + 3600, bucket_seconds=600)
     assert f["alerts"]["incidents"] == 1 and f["alerts"]["total_deliveries"] == 3
+    over = f["alerts"]["over_time"]
+    assert over["by_agency"] == {"cert": [2, 0, 0, 0, 0, 0, 0], "ctpu": [1, 0, 0, 0, 0, 0, 0]}
+    assert over["incidents_by_agency"]["cert"] == [1, 0, 0, 0, 0, 0, 0]  # two versions, one
+    assert over["by_severity"] == {"high": [3, 0, 0, 0, 0, 0, 0]}
+    assert f["accuracy"]["proved_false_detail"] == [
+        {"alert_id": "a1", "agency": "cert", "detectors": ["port_scan"]}]
     assert f["time_to_share_s"]["cert"]["p50"] == 0.5
     assert f["time_to_respond_s"]["cert"] == {"n": 1, "p50": 30.0, "p90": 30.0, "max": 30.0,
                                               "target": 60.0, "within_target": 1}
@@ -84,19 +90,22 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
         cert_id = next(a["alert_id"] for a in cert if a.get("kind") == "alert")
         fiu_id = next(a["alert_id"] for a in fiu if a.get("kind") == "alert")
         time.sleep(1.5)
-        for agency, aid, action, verdict in (("cert", cert_id, "escalate", "true_positive"),
-                                             ("fiu", fiu_id, "close", "false_positive")):
-            rec = {"alert_id": aid, "agency": agency, "action": action, "verdict": verdict,
-                   "ts": int(time.time() * 1000)}
+        # The CERT and the CTPU both act on the scan (so on the deconfliction notice that
+        # told each about the other); the FIU closes the structuring as a false alarm.
+        acts = (("cert", cert_id, "escalate", "true_positive"), ("ctpu", cert_id, "ack", None),
+                ("fiu", fiu_id, "close", "false_positive"))
+        for agency, aid, action, verdict in acts:
+            rec = {"alert_id": aid, "agency": agency, "action": action,
+                   "ts": int(time.time() * 1000), **({"verdict": verdict} if verdict else {})}
             run(produce(broker, config.feedback_topics[agency].name,
                         [(aid.encode(), orjson.dumps(rec))]))
         time.sleep(4)  # the alert stage settles (later versions, notices, audit)
         seen: dict[str, list[dict[str, Any]]] = {}
+        notices: dict[str, list[dict[str, Any]]] = {}
         for agency in config.agencies:
-            seen[agency.name] = [
-                a for a in run(collect(broker, agency.topic, lambda r: False, timeout=3))
-                if a.get("kind", "alert") == "alert"
-            ]
+            got = run(collect(broker, agency.topic, lambda r: False, timeout=3))
+            seen[agency.name] = [a for a in got if a.get("kind", "alert") == "alert"]
+            notices[agency.name] = [a for a in got if a.get("kind") == "deconfliction"]
     finally:
         stop_worker(worker)
 
@@ -107,14 +116,39 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
          str(out)], env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "reading" in done.stderr  # progress while reading
+    # A progress bar while reading: one line per topic in a log, ending at 100 %.
+    bars = [line for line in done.stderr.splitlines() if line.startswith("reading [")]
+    topics = len(config.agencies) + len(config.feedback_topics) + 2
+    assert len(bars) >= topics and bars[-1].startswith("reading [" + "#" * 20 + "] 100%")
+    assert f"from {topics} topics" in done.stderr
     f = orjson.loads((out / "report.json").read_bytes())
     ids = {a["alert_id"] for recs in seen.values() for a in recs}
     assert f["alerts"]["incidents"] == len(ids) >= 2
     assert f["alerts"]["total_deliveries"] == sum(len(v) for v in seen.values())
+    # Every headline number, from what the run delivered and what the agencies did.
+    delivered = {(a["alert_id"], agency) for agency, recs in seen.items() for a in recs}
+    acked = {(aid, agency) for agency, aid, _, _ in acts}
+    several = {aid for aid in ids if sum((aid, ag) in delivered for ag in seen) > 1}
+    n_notices = sum(len(v) for v in notices.values())
+    both = sum(all(k in acked for k in [(n["alert_id"], ag)]
+                   + [(o["alert_id"], o["agency"]) for o in n["others"]])
+               for ag, ns in notices.items() for n in ns)  # fmt: skip
+    c = f["collaboration"]
+    assert c["incidents_shared_with_several"] == len(several) >= 1
+    assert c["deconfliction_notices"] == n_notices >= 2  # the CERT's and the CTPU's
+    assert c["notices_both_acted"] == both >= 2 and c["both_acted_within_s"]["n"] == both
+    unacked = sum(len(v) for v in f["never_acknowledged"].values())
+    assert unacked == len(delivered - acked)
+    headline = {"h-incidents": len(ids), "h-deliveries": f["alerts"]["total_deliveries"],
+                "h-shared": len(several), "h-notices": n_notices, "h-unacked": unacked}
+    over = f["alerts"]["over_time"]
+    assert sum(map(sum, over["by_agency"].values())) == f["alerts"]["total_deliveries"]
+    assert sum(map(sum, over["by_severity"].values())) == f["alerts"]["total_deliveries"]
+    assert sum(map(sum, over["incidents_by_agency"].values())) == len(delivered)
     for agency, recs in seen.items():
         assert f["alerts"]["by_agency"][agency]["deliveries"] == len(recs), agency
     assert f["time_to_respond_s"]["cert"]["n"] == 1 and f["time_to_respond_s"]["fiu"]["n"] == 1
+    assert f["time_to_respond_s"]["ctpu"]["n"] == 1
     assert f["time_to_respond_s"]["cert"]["p50"] >= 1.0
     assert f["time_to_respond_s"]["cert"]["target"] == 900.0
     assert f["accuracy"]["by_agency"]["cert"] == {"true_positive": 1, "false_positive": 0,
@@ -122,26 +156,36 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
     assert f["accuracy"]["by_agency"]["fiu"]["false_positive"] == 1
     assert fiu_id in f["accuracy"]["proved_false"]
     assert f["time_to_share_s"]["cert"]["n"] >= 1
-    # The counter-terrorism unit received the scan (high) and never acknowledged it.
-    assert cert_id in f["never_acknowledged"]["ctpu"]
-    assert f["collaboration"]["incidents_shared_with_several"] >= 1
+    assert f["accuracy"]["proved_false_detail"][0]["agency"] == "fiu"
+    assert "structuring" in f["accuracy"]["proved_false_detail"][0]["detectors"]
+    assert cert_id not in f["never_acknowledged"]["ctpu"]  # the CTPU acted on the scan
+    assert f["collaboration"]["shared_with"][cert_id] == sorted(
+        ag for ag in seen if (cert_id, ag) in delivered)
     assert "entities.id" in f["collaboration"]["agreements"]["ctpu"]["pseudonymised"]
     assert any(e["id"] == "10.55.0.9" for e in f["top_entities"])
+    longest = f["longest_incidents"][0]
+    assert longest["alert_id"] in ids
+    assert len(longest["timeline"]) == sum(a["alert_id"] == longest["alert_id"]
+                                           for recs in seen.values() for a in recs)
+    assert longest["versions"] == max(a["version"] for recs in seen.values() for a in recs
+                                      if a["alert_id"] == longest["alert_id"])
 
     html = (out / "report.html").read_text()
     assert "<script" not in html
-    browse(out / "report.html", f)
+    browse(out / "report.html", headline)
 
 
-def browse(path: Path, f: dict[str, Any]) -> None:
+def browse(path: Path, headline: dict[str, int]) -> None:
     from selenium.webdriver.common.by import By
 
-    with chromium("1200,2400") as driver:
+    with chromium("1200,4200") as driver:
         driver.get(path.as_uri())
-        assert driver.find_element(By.ID, "h-incidents").text.startswith(
-            str(f["alerts"]["incidents"]))
+        for element, number in headline.items():
+            text = driver.find_element(By.ID, element).text
+            assert text.split()[0] == str(number), (element, text, number)
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
-        assert len(charts) >= 4
+        assert len(charts) == 6  # severity bars, 3 over time, share and respond strips
+        assert driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline")  # lines drawn
         assert all(c.size["width"] > 100 and c.size["height"] > 20 for c in charts)
         assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect")  # bars were drawn
         ARTIFACTS.mkdir(exist_ok=True)

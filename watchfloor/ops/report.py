@@ -70,9 +70,17 @@ def figures(
     agencies = sorted(set(records.alerts) | set(targets))
     out: dict[str, Any] = {"period": {"from": _iso(start), "to": _iso(end)}, "agencies": agencies}
 
+    buckets = range(max(1, int((end - start) // bucket_seconds) + 1))
+
+    def series(counts: Counter[int]) -> list[int]:
+        return [counts.get(i, 0) for i in buckets]
+
     # -- volumes -------------------------------------------------------------------
     per_severity: dict[str, Counter[str]] = {a: Counter() for a in agencies}
     over_time: dict[str, Counter[int]] = {a: Counter() for a in agencies}
+    new_over_time: dict[str, Counter[int]] = {a: Counter() for a in agencies}
+    severity_over_time: dict[str, Counter[int]] = {s: Counter() for s in (*SEVERITIES,
+                                                                           "unknown")}
     incidents_by_agency: dict[str, set[str]] = {a: set() for a in agencies}
     versions: dict[str, list[tuple[float, int, str, str]]] = defaultdict(list)
     entities: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -84,8 +92,12 @@ def figures(
                 continue
             aid = str(rec.get("alert_id"))
             sev = rec.get("severity") if rec.get("severity") in SEVERITIES else "unknown"
+            bucket = int((t - start) // bucket_seconds)
             per_severity[agency][sev] += 1
-            over_time[agency][int((t - start) // bucket_seconds)] += 1
+            over_time[agency][bucket] += 1
+            severity_over_time[sev][bucket] += 1
+            if aid not in incidents_by_agency[agency]:  # the incident's first delivery
+                new_over_time[agency][bucket] += 1
             incidents_by_agency[agency].add(aid)
             versions[aid].append((t, int(rec.get("version") or 0), agency, sev))
             for ent in rec.get("entities") or ():
@@ -99,9 +111,10 @@ def figures(
                           "incidents": len(incidents_by_agency[a]),
                           "by_severity": dict(per_severity[a])} for a in agencies},
         "over_time": {"bucket_seconds": bucket_seconds,
-                      "by_agency": {a: [over_time[a].get(i, 0) for i in
-                                        range(max(1, int((end - start) // bucket_seconds) + 1))]
-                                    for a in agencies}},
+                      "by_agency": {a: series(over_time[a]) for a in agencies},
+                      "incidents_by_agency": {a: series(new_over_time[a]) for a in agencies},
+                      "by_severity": {s: series(c) for s, c in severity_over_time.items()
+                                      if c}},
     }
 
     # -- time to share and to respond ----------------------------------------------
@@ -157,7 +170,12 @@ def figures(
     out["accuracy"] = {
         "by_detector": {d: precision(c) for d, c in sorted(by_detector.items())},
         "by_agency": {a: precision(c) for a, c in sorted(by_agency.items())},
-        "proved_false": sorted(aid for (aid, _), v in verdicts.items() if v == "false_positive"),
+        "proved_false": sorted({aid for (aid, _), v in verdicts.items()
+                                if v == "false_positive"}),
+        "proved_false_detail": [
+            {"alert_id": aid, "agency": agency, "detectors": sorted(detectors_of.get(aid, ()))}
+            for (aid, agency), v in sorted(verdicts.items()) if v == "false_positive"
+        ],
     }
 
     # -- collaboration -------------------------------------------------------------
@@ -230,7 +248,9 @@ def real_only(records: Records) -> Records:
 async def read_topic(
     target: Any, topic: str, start: float, end: float, progress: Any = None
 ) -> list[tuple[float, dict[str, Any]]]:
-    """JSON objects of ``topic`` appended in ``[start, end)`` (others skipped)."""
+    """JSON objects of ``topic`` appended in ``[start, end)`` (others skipped).
+    ``progress(topic, done, total)`` after each fetch (records from the period's first
+    offset to the end of the topic)."""
     from watchfloor.kafka.clients import assigned_consumer
 
     consumer = await assigned_consumer(target, topic, from_beginning=True)
@@ -241,11 +261,12 @@ async def read_topic(
         tps = list(consumer.assignment())
         ends = await consumer.end_offsets(tps)
         found = await consumer.offsets_for_times({tp: int(start * 1000) for tp in tps})
+        first = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
         for tp in tps:
-            if found.get(tp) is None:
-                consumer.seek(tp, ends[tp])
-            else:
-                consumer.seek(tp, found[tp].offset)
+            consumer.seek(tp, first[tp])
+        total, done = sum(ends[tp] - first[tp] for tp in tps), 0
+        if progress is not None:
+            progress(topic, 0, total)
         while True:
             pending = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
             if not pending:
@@ -261,8 +282,9 @@ async def read_topic(
                         continue
                     if isinstance(value, dict):
                         out.append((r.timestamp / 1000, value))
-                if progress is not None:
-                    progress(len(recs))
+                done += len(recs)
+            if progress is not None:
+                progress(topic, min(done, total), total)
     finally:
         await consumer.stop()
 
@@ -277,6 +299,62 @@ async def read_all(config: Any, target: Any, start: float, end: float, progress:
                                       progress)
     recs.audit = await read_topic(target, config.topic("audit").name, start, end, progress)
     return recs
+
+
+class ReadProgress:
+    """A progress bar while the topics are read, on stderr: redrawn in place on a
+    terminal, otherwise one plain line per topic read (and every ``every`` seconds).
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> p = ReadProgress(2, out)
+    >>> p("alerts.cert", 0, 40); p("alerts.cert", 40, 40); p("feedback.cert", 10, 10)
+    >>> p.close(); print(out.getvalue(), end="")
+    reading [##########----------]  50% topic 1/2 alerts.cert: 40/40 records
+    reading [####################] 100% topic 2/2 feedback.cert: 10/10 records
+    read 50 records from 2 topics
+    """
+
+    WIDTH = 20
+
+    def __init__(self, topics: int, stream: Any, quiet: bool = False,
+                 every: float = 5.0) -> None:
+        self.topics, self.stream, self.quiet, self.every = max(1, topics), stream, quiet, every
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.index, self.current, self.records = 0, None, 0
+        self._done, self._last = 0, time.monotonic()
+
+    def __call__(self, topic: str, done: int, total: int) -> None:
+        if topic != self.current:
+            self.current, self.index = topic, self.index + 1
+            self._done = 0
+        self.records += done - self._done
+        self._done = done
+        if self.quiet:
+            return
+        finished = done >= total
+        now = time.monotonic()
+        if not self.tty and not (finished or now - self._last >= self.every):
+            return
+        self._last = now
+        # Whole topics read, and the share of this one.
+        share = (self.index - 1 + (done / total if total else 1.0)) / self.topics
+        filled = round(share * self.WIDTH)
+        line = (f"reading [{'#' * filled}{'-' * (self.WIDTH - filled)}] {share:4.0%} "
+                f"topic {self.index}/{self.topics} {topic}: {done:,}/{total:,} records")
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.write(f"read {self.records:,} records from {self.index} topics\n")
+        self.stream.flush()
 
 
 def parse_since(value: str) -> float:
@@ -337,20 +415,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    seen = [0]
-
-    def progress(n: int) -> None:
-        seen[0] += n
-        if not args.quiet:
-            print(f"\rreading … {seen[0]:,} records", end="", file=sys.stderr, flush=True)
-
+    topics = len(config.agencies) + len(config.feedback_topics) + 2
+    progress = ReadProgress(topics, sys.stderr, quiet=args.quiet)
     try:
         records = asyncio.run(read_all(config, settings, start, end, progress))
     except KafkaError as exc:
-        print(f"\nerror: Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
+        progress.close()
+        print(f"error: Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
-    if not args.quiet:
-        print(file=sys.stderr)
+    progress.close()
     if getattr(args, "exercise", None):
         return _exercise_report(args, config, records)
     targets = {a.name: a.response_target_seconds for a in config.agencies}

@@ -56,7 +56,8 @@ def bar_chart(title: str, groups: dict[str, dict[str, int]], keys: tuple[str, ..
     return "".join(parts)
 
 
-def line_chart(title: str, series: dict[str, list[int]], bucket_seconds: float) -> str:
+def line_chart(title: str, series: dict[str, list[int]], bucket_seconds: float,
+               colours: dict[str, str] | None = None) -> str:
     width, height, left, bottom = 640, 220, 40, 30
     n = max([len(v) for v in series.values()] + [1])
     top = max([max(v) if v else 0 for v in series.values()] + [1])
@@ -66,7 +67,7 @@ def line_chart(title: str, series: dict[str, list[int]], bucket_seconds: float) 
              f'y2="{height - bottom}" stroke="#5f6368"/>',
              f'<text x="4" y="14">{top}</text><text x="4" y="{height - bottom}">0</text>']
     for i, (name, values) in enumerate(series.items()):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = (colours or {}).get(name) or PALETTE[i % len(PALETTE)]
         pts = " ".join(
             f"{left + (width - left - 10) * j / max(1, n - 1):.1f},"
             f"{height - bottom - (height - bottom - 10) * v / top:.1f}"
@@ -151,9 +152,21 @@ def render(f: dict[str, Any]) -> str:
         "<h2>Alerts per agency and severity</h2>",
         bar_chart("alerts per agency and severity", sev_groups,
                   ("low", "medium", "high", "critical", "unknown")),
-        "<h2>Alerts over time</h2>",
+        table(["agency", "incidents", "deliveries", "low", "medium", "high", "critical",
+               "unknown"],
+              [[ag, a["by_agency"][ag]["incidents"], a["by_agency"][ag]["deliveries"],
+                *(sev_groups[ag].get(k, 0) for k in ("low", "medium", "high", "critical",
+                                                     "unknown"))]
+               for ag in agencies]),
+        "<h2>Alerts over time, per agency</h2>",
         line_chart("alerts over time", a["over_time"]["by_agency"],
                    a["over_time"]["bucket_seconds"]),
+        "<h2>New incidents over time, per agency</h2>",
+        line_chart("incidents over time", a["over_time"]["incidents_by_agency"],
+                   a["over_time"]["bucket_seconds"]),
+        "<h2>Alerts over time, per severity</h2>",
+        line_chart("severity over time", a["over_time"]["by_severity"],
+                   a["over_time"]["bucket_seconds"], COLOURS),
         "<h2>Time to share (event arrival to alert delivered)</h2>",
         strip_chart("time to share", f["distributions_s"]["share"], {}),
         table(["agency", "alerts", "p50", "p90", "max"],
@@ -177,11 +190,24 @@ def render(f: dict[str, Any]) -> str:
                 "-" if v["precision"] is None else v["precision"]]
                for ag, v in acc["by_agency"].items()]),
         f"<p>Detections that later proved false: {len(acc['proved_false'])}</p>",
+        table(["alert", "agency", "detectors"],
+              [[d["alert_id"], d["agency"], ", ".join(d["detectors"])]
+               for d in acc["proved_false_detail"]]),
         "<h2>Collaboration</h2>",
         f"<p>{collab['incidents_shared_with_several']} incidents went to more than one agency; "
         f"{collab['deconfliction_notices']} deconfliction notices, "
         f"{collab['notices_both_acted']} of them acted on by both sides (p50 "
         f"{_e(_fmt(collab['both_acted_within_s']['p50']))}).</p>",
+        "<h3>Incidents shared with more than one agency</h3>",
+        table(["alert", "agencies"],
+              [[aid, ", ".join(ags)] for aid, ags in sorted(collab["shared_with"].items())]),
+        "<h3>Deconfliction: time until both sides acted on a notice</h3>",
+        table(["notices", "both acted", "p50", "p90", "max"],
+              [[collab["deconfliction_notices"], collab["notices_both_acted"],
+                _fmt(collab["both_acted_within_s"]["p50"]),
+                _fmt(collab["both_acted_within_s"]["p90"]),
+                _fmt(collab["both_acted_within_s"]["max"])]]),
+        "<h3>What each agreement let through (fields)</h3>",
         table(["agency", "shared in clear", "pseudonymised", "redacted"],
               [[ag, ", ".join(v["shared"]), ", ".join(v["pseudonymised"]),
                 ", ".join(v["redacted"])] for ag, v in collab["agreements"].items()]),

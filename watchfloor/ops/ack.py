@@ -247,9 +247,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--verdict",
         choices=["true_positive", "false_positive"],
-        help="the agency's verdict (a later verdict replaces an earlier one)",
+        help="the agency's verdict, a later one replacing an earlier one (default: none)",
     )
-    p.add_argument("--note", help="free text kept with the feedback")
+    p.add_argument("--note", help="free text kept with the feedback (default: none)")
     p.add_argument(
         "--scan",
         type=int,

@@ -469,7 +469,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="list",
         help="list deliveries (default) or verify the hash chains of the whole topic",
     )
-    p.add_argument("--agency", help="only deliveries to this agency (list)")
+    p.add_argument(
+        "--agency", help="only deliveries to this agency (list; default: all agencies)"
+    )
     p.add_argument(
         "--since",
         default="24h",

@@ -470,10 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     k = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) broker")
-    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("action", choices=["start", "stop", "status"],
+                   help="start or stop the broker, or say whether it runs (exit 3 if not)")
     k.add_argument("--json", action="store_true", help="status as JSON")
-    k.add_argument("--port", type=int, default=9092)
-    k.add_argument("--data-dir", type=Path, default=None)
+    k.add_argument("--port", type=int, default=9092, help="the broker's client port")
+    k.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="its log and data directory (default: the one the broker on --port was started "
+        "with, else $XDG_STATE_HOME/watchfloor/kafka-PORT)",
+    )
     k.add_argument(
         "--secure",
         action="store_true",
@@ -488,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kafka)
 
     t = sub.add_parser("topics", help="create the topics of topics.yaml, report drift")
-    t.add_argument("action", choices=["apply"])
+    t.add_argument("action", choices=["apply"],
+                   help="create the missing topics; exit 1 if a topic differs (drift)")
     t.add_argument(
         "--check", action="store_true", help="create nothing; exit 1 if a topic is missing"
     )
@@ -498,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     acl = sub.add_parser(
         "acl", help="apply principals, ACLs and SCRAM users derived from topics.yaml"
     )
-    acl.add_argument("action", choices=["apply"])
+    acl.add_argument("action", choices=["apply"],
+                     help="create the principals' SCRAM users and ACLs on the broker")
     acl.add_argument(
         "--credentials",
         help="file of 'principal:password' lines (default $WATCHFLOOR_ACL_CREDENTIALS_FILE)",
@@ -507,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     acl.set_defaults(func=cmd_acl)
 
     w = sub.add_parser("worker", help="run the stream-processing worker")
-    w.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
+    w.add_argument("--loglevel", default="warning",
+                   help="log level: debug, info, warning or error")
     w.add_argument(
         "--from",
         dest="start_from",
@@ -521,8 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="publish synthetic sensor traffic with labelled threats")
     s.add_argument("--rate", type=positive, default=500.0, help="events per second (default 500)")
     s.add_argument("--duration", type=float, default=60.0, help="seconds of wall-clock time")
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--days", type=float, default=3.0, help="simulated days to span")
+    s.add_argument("--seed", type=int, default=1,
+                   help="simulator seed: the same seed gives the same stream")
+    s.add_argument("--days", type=float, default=3.0,
+                   help="simulated days to span (the first is warm-up, without threats)")
     s.add_argument("--campaigns", type=int, default=3,
                    help="campaigns of each threat type over the run (default 3)")
     s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
@@ -537,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=0.0,
         help="keep the capture's spacing scaled by X (1 = real time); 0 = as fast as possible",
     )
-    rp.add_argument("--limit", type=int, default=None, help="publish at most N events")
+    rp.add_argument("--limit", type=int, default=None,
+                    help="publish at most N events (default: the whole capture)")
     rp.add_argument(
         "--window", type=int, default=50_000,
         help="sort window in records (0 = sort the whole file in memory)",
@@ -546,11 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     tl = sub.add_parser("tail", help="print an agency's alerts as they arrive")
-    tl.add_argument("agency")
+    tl.add_argument("agency", help="the agency whose alerts to show (topics.yaml agencies)")
     tl.add_argument("--json", action="store_true", help="one JSON alert per line")
-    tl.add_argument("--from-beginning", action="store_true")
-    tl.add_argument("--max", type=int, default=None, help="stop after N messages")
-    tl.add_argument("--timeout", type=float, default=None, help="stop after S seconds")
+    tl.add_argument("--from-beginning", action="store_true",
+                    help="start from the oldest retained alert, not from now")
+    tl.add_argument("--max", type=int, default=None,
+                    help="stop after N messages (default: no limit)")
+    tl.add_argument("--timeout", type=float, default=None,
+                    help="stop after S seconds (default: run until Ctrl-C)")
     tl.set_defaults(func=cmd_tail)
 
     from watchfloor.ops.ack import add_arguments as add_ack_arguments
@@ -564,19 +578,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)
 
     d = sub.add_parser("detectors", help="installed detectors")
-    d.add_argument("action", choices=["list"])
+    d.add_argument("action", choices=["list"],
+                   help="the installed detectors and where topics.yaml enables them")
     d.add_argument("--json", action="store_true", help="one JSON array")
     d.set_defaults(func=cmd_detectors)
 
     dm = sub.add_parser("demo", help="broker + topics + worker + simulator, alerts on screen")
     dm.add_argument("--rate", type=positive, default=300.0, help="events per second (default 300)")
-    dm.add_argument("--agency", default="cert")
+    dm.add_argument("--agency", default="cert", help="the agency whose alerts are shown")
     dm.set_defaults(func=lambda a: __import__("watchfloor.ops.demo", fromlist=["run"]).run(a))
     cp = sub.add_parser(
         "completion",
         help="print the shell completion script: eval \"$(watchfloor completion bash)\"",
     )
-    cp.add_argument("shell", choices=["bash", "zsh", "fish"])
+    cp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
     cp.set_defaults(func=cmd_completion)
     from watchfloor.ops import console_cli, evaluate_cli, exercise, report, taxii_cli
 
@@ -585,12 +600,36 @@ def build_parser() -> argparse.ArgumentParser:
     console_cli.add_parser(sub)
     report.add_parser(sub)
     exercise.add_parser(sub)
+    _show_defaults(p)
     # --topics-file also after the sub-command (`watchfloor worker --topics-file x.yaml`);
     # SUPPRESS keeps a sub-command without it from resetting the one given before.
     for sp in sub.choices.values():
         if not any("--topics-file" in a.option_strings for a in sp._actions):
             sp.add_argument("--topics-file", default=argparse.SUPPRESS, help=TOPICS_FILE_HELP)
     return p
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text.lower()
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not (action.option_strings or action.nargs in ("?", "*"))
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """``HelpFormatter`` on ``parser`` and all its sub-commands' parsers."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
 
 
 TOPICS_FILE_HELP = (

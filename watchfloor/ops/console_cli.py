@@ -20,8 +20,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--agency", required=True, help="the agency whose console this is")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
-    p.add_argument("--certfile", default=None, help="TLS certificate (PEM); serve HTTPS")
-    p.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    p.add_argument("--certfile", default=None,
+                   help="TLS certificate (PEM); serve HTTPS (default: plain HTTP)")
+    p.add_argument("--keyfile", default=None,
+                   help="TLS private key (PEM; default: in --certfile)")
     p.set_defaults(func=cmd_console)
     return p
 

@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="detector precision/recall/delay on the simulator's labelled scenario",
         description=(evaluation.__doc__ or "").split("\n\n")[0],
     )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="simulator seed: the same seed gives the same scenario")
     p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events in the scenario")
     p.add_argument("--days", type=float, default=DEFAULT_DAYS, help="simulated days to span")
     p.add_argument(
@@ -45,17 +46,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--dataset",
         metavar="KIND:PATH",
         help="score a labelled dataset instead of the simulator, offline: a capture "
-        "(argus, zeek, cicflowmeter, paysim, amlsim: docs/formats.md) or nab:DIR",
+        "(argus, zeek, cicflowmeter, paysim, amlsim: docs/formats.md) or nab:DIR "
+        "(default: the simulator's scenario)",
     )
     p.add_argument("--json", action="store_true", help="print the JSON result (--dataset)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--limit", type=int, default=None, help="read at most N events (--dataset)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="read at most N events (--dataset; default: all)"
+    )
     p.add_argument(
         "--detector", default=None,
         help="with --dataset nab:DIR: the registered detector to score (default value_anomaly)",
     )
     p.add_argument(
-        "--window", type=int, default=None, help="sort window in records, 0 = in memory"
+        "--window", type=int, default=None,
+        help="sort window in records, 0 = in memory (--dataset; default: the format's)"
     )
     p.set_defaults(func=run)
     return p

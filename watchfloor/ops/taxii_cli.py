@@ -23,8 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
     s.add_argument("--producer", default="watchfloor", help="name of the producing centre")
-    s.add_argument("--certfile", default=None, help="TLS certificate (PEM); serve HTTPS")
-    s.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    s.add_argument("--certfile", default=None,
+                   help="TLS certificate (PEM); serve HTTPS (default: plain HTTP)")
+    s.add_argument("--keyfile", default=None,
+                   help="TLS private key (PEM; default: in --certfile)")
     s.set_defaults(func=cmd_serve)
     t = sub.add_parser("token", help="issue a bearer token for an agency (printed once)")
     t.add_argument("agency", help="agency name from topics.yaml")

@@ -77,6 +77,7 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
     config = parse_config(spec, str(topics_file))
     run(apply_topics(config, broker))
     worker = start_worker(broker, config, tmp_path, WATCHFLOOR_TOPICS_FILE=str(topics_file))
+    began = time.time()
     try:
         now = int(time.time() * 1000)
         run(produce(broker, f"{prefix}.events.network", port_scan("10.55.0.9", now)))
@@ -169,6 +170,27 @@ def test_report_of_a_scripted_run(broker: str, tmp_path: Path) -> None:
                                            for recs in seen.values() for a in recs)
     assert longest["versions"] == max(a["version"] for recs in seen.values() for a in recs
                                       if a["alert_id"] == longest["alert_id"])
+
+    # --from/--to: a period holding the run gives the same figures, one before it none.
+    def rfc3339(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    for name, start, end, incidents in (("around", began - 60, time.time() + 60, len(ids)),
+                                        ("before", began - 3600, began - 60, 0)):
+        done = subprocess.run(
+            [sys.executable, "-m", "watchfloor.ops.cli", "report", "--from", rfc3339(start),
+             "--to", rfc3339(end), "--out", str(tmp_path / name), "--quiet"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        g = orjson.loads((tmp_path / name / "report.json").read_bytes())
+        assert g["alerts"]["incidents"] == incidents, name
+        assert g["period"] == {"from": rfc3339(start), "to": rfc3339(end)}
+    done = subprocess.run(
+        [sys.executable, "-m", "watchfloor.ops.cli", "report", "--from", "yesterday",
+         "--out", str(tmp_path / "bad")], env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "--from 'yesterday': expected RFC 3339" in done.stderr
 
     html = (out / "report.html").read_text()
     assert "<script" not in html

@@ -213,6 +213,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     app = create_app(rt, on_ready=ready)
     worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's start-up spinner draws with cursor escape codes, into a log file too, and
+    # at the default level puts the root logger at DEBUG to spin on every record. The
+    # ready line above says what it would.
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     finally:

@@ -300,9 +300,11 @@ async def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
 
 
 def drain(
-    bootstrap: str, config: Config, topics_file: Path, n: int, workers: int, tmp: Path
+    bootstrap: str, config: Config, topics_file: Path, n: int, workers: int, tmp: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Workers in one fresh group drain the backlog already in the input topics."""
+    """Workers in one fresh group drain the backlog already in the input topics;
+    ``profile``: py-spy's collapsed stacks of the first worker while it drains."""
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     launched = time.perf_counter()
     procs = [WorkerProc(bootstrap, topics_file, app_id, tmp) for _ in range(workers)]
@@ -317,6 +319,14 @@ def drain(
             if time.monotonic() > deadline:
                 raise RuntimeError("workers were not assigned their partitions")
             time.sleep(0.2)
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(procs[0].proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
+                 "--output", str(profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
         t0 = time.perf_counter()
         cpu0 = sum(proc_cpu(p.proc.pid) for p in procs)
         topics = list(input_topics(config).values())
@@ -327,6 +337,9 @@ def drain(
             time.sleep(0.25)
         elapsed = time.perf_counter() - t0
         cpu = sum(proc_cpu(p.proc.pid) for p in procs) - cpu0
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            spy.wait(60)
         return {
             "events": n,
             "workers": workers,
@@ -470,6 +483,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="scale-out run (0 = skip)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/worker.json")
+    parser.add_argument(
+        "--profile", type=Path, default=None,
+        help="py-spy collapsed stacks of the backlog worker (slows it: a diagnosis, not a run)",
+    )
+    parser.add_argument("--only-backlog", action="store_true", help="skip rates and scale-out")
     args = parser.parse_args()
 
     from watchfloor.ops.kafka_local import LocalKafka
@@ -500,7 +518,12 @@ def main() -> None:
         print("passthrough …", file=sys.stderr)
         result["passthrough"] = asyncio.run(passthrough(bootstrap, config, args.events, sink))
         print("worker backlog …", file=sys.stderr)
-        result["backlog"] = drain(bootstrap, config, topics_file, args.events, 1, tmp)
+        result["backlog"] = drain(
+            bootstrap, config, topics_file, args.events, 1, tmp, profile=args.profile
+        )
+        if args.only_backlog:
+            print(table(result))
+            return
         if args.workers > 1:
             print(f"{args.workers} workers …", file=sys.stderr)
             result["scale_out"] = drain(

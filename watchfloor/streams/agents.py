@@ -1,8 +1,9 @@
 """Faust agents: thin adapters that feed batches into the plain-Python stages.
 
-Each agent takes a batch with ``take_events``, runs the core on it, publishes everything
-the batch produced and waits for the broker's acknowledgements; only then does the loop
-continue and Faust acknowledge (commit) the batch's offsets. A crash before that point
+Each agent takes a batch of raw records from its :class:`~watchfloor.streams.lanes.Lane`
+(fed by the consumer, past Faust's per-message layer), runs the core on it, publishes
+everything the batch produced and waits for the broker's acknowledgements; only then does
+it acknowledge the batch, and Faust commit its offsets. A crash before that point
 replays the batch: delivery is at least once, and alert ids and versions are
 deterministic so consumers can drop duplicates.
 """
@@ -24,6 +25,7 @@ from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
 from watchfloor.config import TopicSpec
 from watchfloor.detectors.engine import REKEYED
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
+from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
 
@@ -394,17 +396,16 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
     lag = {p: rt.metrics.lag_child(topic, p) for p in range(partitions)}
     tps = {p: TP(topic, p) for p in range(partitions)}
     next_offset = rt.processor.next_offset
-    size, within = rt.settings.batch_size, rt.settings.batch_within
+    lane = Lane(app, [topic], rt.settings.batch_size)
 
     async def score(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(size, within=within):
+        async for batch in lane.batches():
             # In flight until its outputs are acknowledged: no checkpoint meanwhile.
             keeper.in_flight += 1
             try:
                 started = time.perf_counter()
                 records = [
-                    (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
-                    for m in (e.message for e in events)
+                    (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp) for m in batch
                 ]
                 second: list[tuple[bytes, bytes]] | None = [] if rekeyed_topic else None
                 detections, deadletters = process(domain, records, second)
@@ -418,6 +419,7 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                     )
                 if out:
                     await publish(app, out)
+                lane.done(batch)
                 batch_seconds.observe(time.perf_counter() - started)
                 # Lag per partition, once per batch: records behind the end of the topic.
                 for p, gauge in lag.items():
@@ -436,7 +438,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     batch_seconds = metrics.batch_seconds.labels("alerts")
-    size, within = rt.settings.batch_size, rt.settings.batch_within
+    lane = Lane(app, [rt.config.topic("detections").name], rt.settings.batch_size)
     # Signed heads of the audit chains, published once the records they vouch for are
     # acknowledged (so an anchor never points past what the topic holds).
     anchors_topic = next((t.name for t in rt.config.topics if t.role == "anchors"), None)
@@ -445,7 +447,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     anchorer = Anchorer(audit_key(rt.settings) or anchor_key(rt.key))
 
     async def correlate(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(size, within=within):
+        async for batch in lane.batches():
             # In flight until its outputs are acknowledged: no checkpoint meanwhile.
             keeper.in_flight += 1
             try:
@@ -456,8 +458,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 # get what this batch added. (A running total kept here counted a restored
                 # stage's whole history again after every agent restart or takeover.)
                 before: dict[int, dict[str, int]] = {}
-                for e in events:
-                    m = e.message
+                for m in batch:
                     stage = rt.stage(m.partition)
                     if m.partition not in before:
                         before[m.partition] = stage.correlator.counters
@@ -490,6 +491,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                             app,
                             [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
                         )
+                lane.done(batch)
                 keeper.stages_dirty.update(before)
                 if outgoing:  # the stages record publications in the tracker
                     keeper.tracker_dirty = True
@@ -531,9 +533,10 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     agency_of = keeper.feedback_topics
+    lane = Lane(app, [*agency_of, keeper.published_topic], rt.settings.batch_size)
 
     async def feedback(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(rt.settings.batch_size, within=0.2):
+        async for batch in lane.batches():
             # In flight until its outputs are acknowledged: no checkpoint meanwhile.
             keeper.in_flight += 1
             keeper.tracker_dirty = True
@@ -542,8 +545,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 now = time.time()
                 # Publications first: feedback is accepted only for delivered alerts, and
                 # a batch may hold an alert's publication and its (quick) ack together.
-                for e in sorted(events, key=lambda e: e.message.topic in agency_of):
-                    m = e.message
+                for m in sorted(batch, key=lambda m: m.topic in agency_of):
                     key = (m.topic, m.partition)
                     rt.feedback_next[key] = m.offset + 1
                     if m.offset < rt.feedback_skip.get(key, -1):
@@ -567,6 +569,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 if bad:
                     metrics.deadletter_counter("feedback").inc(len(bad))
                     await publish(app, bad)
+                lane.done(batch)
             finally:
                 keeper.in_flight -= 1
             await keeper.maybe_save()

@@ -10,6 +10,10 @@ from the committed offsets, as Faust does for messages it dropped while suspende
 everything else (read offsets, gap acks for compacted topics, periodic commits, yielding
 to the loop) is Faust's logic unchanged. Acks and commits stay Faust's: at least once,
 commit after the agents acknowledged.
+
+Records of a topic that has a :class:`~watchfloor.streams.lanes.Lane` skip the conductor
+altogether: they are appended to the lane, once per fetched batch (lanes.py says why and
+what is kept).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+from watchfloor.streams.lanes import lanes_of
 
 YIELD_EVERY = 100  # messages delivered between yields to the event loop (as Faust's)
 
@@ -36,14 +42,18 @@ class BatchedConsumer(AIOKafkaConsumer):
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
         acks_enabled_for = self.app.topics.acks_enabled_for
         sleep = asyncio.sleep
+        lane_of = lanes_of(self.app).get
 
         async def deliver(batch: list[tuple[Any, Any]]) -> None:
             since_yield = 0
+            pending: dict[Any, list[Any]] = {}
             for tp, message in batch:
-                since_yield += 1
-                if since_yield > YIELD_EVERY:
-                    await sleep(0)
-                    since_yield = 0
+                lane = lane_of(message.topic)
+                if lane is None:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await sleep(0)
+                        since_yield = 0
                 offset = message.offset
                 r_offset = get_read_offset(tp)
                 if r_offset is None or offset >= r_offset:
@@ -54,8 +64,15 @@ class BatchedConsumer(AIOKafkaConsumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await callback(message)
+                    if lane is None:
+                        await callback(message)
+                    elif lane in pending:
+                        pending[lane].append(message)
+                    else:
+                        pending[lane] = [message]
                     set_read_offset(tp, offset)
+            for lane, messages in pending.items():
+                await lane.put(messages)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):

@@ -283,7 +283,13 @@ def _where(p: dict[str, Any]) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    """
+    >>> _plural(1, "delivery"), _plural(2, "delivery"), _plural(0, "chain")
+    ('1 delivery', '2 deliveries', '0 chains')
+    """
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
 def decode_entry(partition: int, offset: int, value: bytes | None) -> Entry:

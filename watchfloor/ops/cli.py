@@ -315,11 +315,9 @@ def format_alert(alert: dict) -> str:
     """
     from watchfloor.core.sanitize import escape as e
 
+    drill = f"[EXERCISE {e(alert['exercise'])}] " if alert.get("exercise") else ""
     if alert.get("kind") == "deconfliction":
-        others = ", ".join(
-            f"{e(o.get('agency'))} ({e(o.get('alert_id'))})" for o in alert.get("others", [])
-        )
-        return f"[DECONFLICT] {e(alert.get('alert_id'))} also held by: {others}"
+        return drill + _deconfliction_line(alert)
     sev = e(str(alert.get("severity", "?")).upper())
     ents = ", ".join(f"{e(x.get('type'))}:{e(x.get('id'))}" for x in alert.get("entities", []))
     dets = "; ".join(
@@ -328,13 +326,37 @@ def format_alert(alert: dict) -> str:
     )
     score = alert.get("score")
     score_txt = f" score {score:.2f}" if isinstance(score, int | float) else ""
-    drill = f"[EXERCISE {e(alert['exercise'])}] " if alert.get("exercise") else ""
     return (
         f"{drill}[{sev:8}] {e(alert.get('updated_at', alert.get('created_at', '')))} "
         f"{e(alert.get('alert_id'))} v{e(alert.get('version'))}{score_txt} "
         f"domains={e(','.join(map(str, alert.get('domains', []))))} entities={ents}\n"
         f"           {dets}"
     )
+
+
+def _deconfliction_line(notice: dict) -> str:
+    """Who else works the entity: other agencies' own incidents by their ids, and the
+    agencies that received this very alert (an incident shared with several agencies
+    names them too) without repeating its id as if it were theirs.
+
+    >>> _deconfliction_line({"alert_id": "wf-a", "others": [{"agency": "fiu",
+    ...     "alert_id": "wf-b"}, {"agency": "ctpu", "alert_id": "wf-a"}]})
+    '[DECONFLICT] wf-a: fiu holds wf-b on the same entity; ctpu also received this alert'
+    """
+    from watchfloor.core.sanitize import escape as e
+
+    own = notice.get("alert_id")
+    others = [o for o in notice.get("others") or [] if isinstance(o, dict)]
+    theirs = [f"{e(o.get('agency'))} holds {e(o.get('alert_id'))}"
+              for o in others if o.get("alert_id") != own]  # fmt: skip
+    same = [e(o.get("agency")) for o in others if o.get("alert_id") == own]
+    parts = []
+    if theirs:
+        parts.append(", ".join(theirs) + " on the same entity")
+    if same:
+        names = same[0] if len(same) == 1 else f"{', '.join(same[:-1])} and {same[-1]}"
+        parts.append(f"{names} also received this alert")
+    return f"[DECONFLICT] {e(own)}: " + ("; ".join(parts) or "no other agency named")
 
 
 async def _tail(

@@ -48,3 +48,14 @@ def test_quiet_prints_nothing() -> None:
     p(1, 2, 1.0)
     p.close()
     assert out.getvalue() == ""
+
+
+def test_evaluate_quiet_prints_nothing_on_stderr(tmp_path) -> None:
+    from tests.ops.test_cli import cli
+
+    out = tmp_path / "e.json"
+    r = cli("evaluate", "--offline", "--events", "10", "--quiet", "--output", str(out))
+    assert r.returncode == 1  # no campaign in 10 events: no target met
+    assert r.stderr == ""
+    r = cli("evaluate", "--offline", "--events", "10", "--output", str(out))
+    assert r.stderr.splitlines()[0] == "simulating 10 events (seed 7) …"

@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: the simulator's scenario)",
     )
     p.add_argument("--json", action="store_true", help="print the JSON result (--dataset)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--quiet", action="store_true", help="no stage or progress lines on stderr")
     p.add_argument(
         "--limit", type=int, default=None, help="read at most N events (--dataset; default: all)"
     )
@@ -77,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
     topics_file = topics_file.resolve()
     if getattr(args, "dataset", None):
         return run_dataset_command(args, topics_file)
+    quiet = getattr(args, "quiet", False)
+    log = None if quiet else sys.stderr  # the stages and progress lines; --quiet: none
     if args.offline:
         from watchfloor.ops.progress import Progress
 
-        print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
-        progress = Progress("scored", "events", quiet=getattr(args, "quiet", False))
+        if log is not None:
+            print(f"simulating {args.events:,} events (seed {args.seed}) …", file=log)
+        progress = Progress("scored", "events", quiet=quiet)
         try:
             result = evaluate_offline(args.seed, args.events, args.days, topics_file, progress)
         finally:
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if "WATCHFLOOR_BROKER" not in os.environ:
             local = LocalKafka()
             line = local.start()
-            print(line, file=sys.stderr, flush=True)
+            if log is not None:
+                print(line, file=log, flush=True)
             started = None if "already running" in line else local
             broker = f"kafka://{local.bootstrap}"
         try:
@@ -106,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
                 broker=broker,
                 keep_topics=args.keep_topics,
                 timeout=args.timeout,
-                log=sys.stderr,
+                log=log,
             )
         finally:
             if started is not None:
-                print(started.stop(), file=sys.stderr)
+                line = started.stop()
+                if log is not None:
+                    print(line, file=log)
     output = args.output or Path(f"evaluation-{args.seed}.json")
     output.write_bytes(result.to_json() + b"\n")
     print(result.table())

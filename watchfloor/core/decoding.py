@@ -122,12 +122,23 @@ def _check_str(name: str, v: Any) -> None:
         raise InvalidEvent("control_character", f"{name!r} contains a non-printable character")
 
 
+#: Addresses already found valid: a sensor's traffic repeats a few hosts, and parsing one
+#: with ipaddress costs microseconds. Cleared when full, so it stays bounded.
+_VALID_IPS: set[str] = set()
+_VALID_IPS_MAX = 1 << 16
+
+
 def _check_ip(name: str, v: Any) -> None:
+    if type(v) is str and v in _VALID_IPS:  # (type first: a list is unhashable)
+        return
     _check_str(name, v)
     try:
         ipaddress.ip_address(v)
     except ValueError:
         raise InvalidEvent("bad_value", f"{name!r} is not an IP address: {_short(v)}") from None
+    if len(_VALID_IPS) >= _VALID_IPS_MAX:
+        _VALID_IPS.clear()
+    _VALID_IPS.add(v)
 
 
 def _check_port(name: str, v: Any) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import faust
 
 from watchfloor.kafka.clients import faust_credentials
+from watchfloor.kafka.partitioner import CachedPartitioner
 from watchfloor.streams import agents
 from watchfloor.streams.drain import BatchedConsumer
 from watchfloor.streams.runtime import Runtime
@@ -56,6 +57,7 @@ def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> fa
         consumer_auto_offset_reset=s.start_from,
         producer_acks=-1,
         producer_linger=0.002,
+        producer_partitioner=CachedPartitioner(),
         broker_max_poll_records=s.batch_size,
         broker_session_timeout=s.session_timeout,
         broker_heartbeat_interval=max(0.5, s.session_timeout / 10),

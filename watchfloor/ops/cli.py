@@ -255,10 +255,19 @@ async def _history(rt: Any) -> str | None:
 
 # -- simulate ------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from aiokafka.errors import UnknownTopicOrPartitionError
+
     from watchfloor.ops.progress import Progress
     from watchfloor.simulation import publish
 
     settings = _settings(args)
+    # The input topics of the topology in use (a renamed events.network is published to).
+    topics = {domain: t.name for domain, t in _config(args).input_topics.items()}
+    # Checked first: a producer sending to a missing topic waits 40 s for it, then fails.
+    missing = asyncio.run(_missing_topics(settings, sorted(topics.values())))
+    if missing:
+        print(_no_input_topic(settings, missing), file=sys.stderr)
+        return 2
     progress = Progress("sent", "events", quiet=args.quiet)
     try:
         counts = asyncio.run(
@@ -269,14 +278,32 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 days=args.days,
                 campaigns=args.campaigns,
+                topics=topics,
                 security=_security(args),
                 progress=progress,
             )
         )
+    except UnknownTopicOrPartitionError:  # deleted meanwhile
+        progress.close()
+        print(_no_input_topic(settings, sorted(topics.values())), file=sys.stderr)
+        return 2
     finally:
         progress.close()
     print(orjson.dumps(counts, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     return 0
+
+
+async def _missing_topics(settings: Settings, names: list[str]) -> list[str]:
+    from watchfloor.kafka.clients import topic_partitions
+
+    return [name for name in names if not await topic_partitions(settings, name)]
+
+
+def _no_input_topic(settings: Settings, names: list[str]) -> str:
+    return (
+        f"error: the broker at {settings.bootstrap_servers} has no topic {', '.join(names)} "
+        f"(input of {settings.topics_file}); run `watchfloor topics apply`"
+    )
 
 
 # -- replay --------------------------------------------------------------------

@@ -40,11 +40,11 @@ def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bo
 
 def run(args: argparse.Namespace) -> int:
     from watchfloor.kafka.security import client_kwargs
-    from watchfloor.ops.cli import _tail
+    from watchfloor.ops.cli import _settings, _tail
     from watchfloor.ops.kafka_local import LocalKafka
     from watchfloor.streams.topics import apply_topics
 
-    settings = Settings.from_env()
+    settings = _settings(args)  # --topics-file, before or after `demo`, counts
     config = load_config(settings.topics_file)
     names = [a.name for a in config.agencies]
     if args.agency not in names:
@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     # With the settings' security (a WATCHFLOOR_BROKER may be a secured one).
     for line in asyncio.run(apply_topics(config, settings)).lines():
         print(line)
-    env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker)
+    # The worker and the simulator read the same topology and broker as the demo.
+    env = dict(os.environ, WATCHFLOOR_BROKER=settings.broker,
+               WATCHFLOOR_TOPICS_FILE=str(settings.topics_file))
     children: list[subprocess.Popen] = []
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.kafka_helpers import end_offsets, run
-from watchfloor.config import load_config
-from watchfloor.streams.topics import apply_topics
+from tests.kafka_helpers import end_offsets
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +59,9 @@ def test_simulate_publishes_to_the_input_topics_of_its_topics_file(
         f"error: the broker at {broker} has no topic {', '.join(sorted(renamed.values()))} "
         f"(input of {path}); run `watchfloor topics apply`"
     ]
-    run(apply_topics(load_config(path), broker))
+    r = _cli("topics", "apply", "--topics-file", str(path), WATCHFLOOR_BROKER=f"kafka://{broker}")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"topology from {path}"]  # which file it applied
     r = _cli("simulate", "--rate", "200", "--duration", "1", "--quiet", "--topics-file",
              str(path), WATCHFLOOR_BROKER=f"kafka://{broker}")  # fmt: skip
     assert r.returncode == 0, r.stderr

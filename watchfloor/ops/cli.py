@@ -92,6 +92,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from watchfloor.streams.topics import apply_topics
 
     settings = _settings(args)
+    if not args.json:  # (the JSON report names it)
+        print(f"topology from {settings.topics_file}", file=sys.stderr, flush=True)
     report = asyncio.run(
         apply_topics(
             _config(args), settings.bootstrap_servers, security=_security(args), check=args.check

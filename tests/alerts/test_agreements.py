@@ -420,3 +420,72 @@ def test_qualified_policies_resolve_per_element(
             assert shared["id"] == REDACTED
         else:
             assert shared["id"] == plan.pseudonym(original["id"])
+
+
+# -- the audit lists say what the agency received, per field and per entity kind ---------
+def _cert_alert(entities: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "alert_id": "wf-1",
+        "version": 1,
+        "severity": "high",
+        "domains": ["network"],
+        "entities": entities,
+        "detections": [
+            {"detector": "port_scan", "domain": "network", "event_id": "n1", "reason": "scan",
+             "entity": {"type": e["type"], "id": e["id"]}}
+            for e in entities
+        ],
+    }
+
+
+def test_cert_alert_with_only_ips_lists_no_pseudonymised_entity_ids(
+    config: Config, key: bytes
+) -> None:
+    cert = next(a for a in config.agencies if a.name == "cert")
+    s = AgreementPlan(cert, key).apply(_cert_alert([{"type": "ip", "id": "10.0.0.1"}]))
+    assert s.view["entities"] == [{"type": "ip", "id": "10.0.0.1"}]  # in clear
+    assert s.pseudonymised == ()  # nothing was pseudonymised
+    assert "entities.id[ip]" in s.shared and "detections.entity.id[ip]" in s.shared
+    assert "detections.reason[network]" in s.shared
+    assert "entities.id" not in s.shared and "detections.entity.id" not in s.shared
+    # Every path listed is the agreement's rule that was applied, with its policy.
+    for listed, policy in ((s.shared, "full"), (s.pseudonymised, "pseudonymize")):
+        assert all(cert.agreement.fields[p] == policy for p in listed), listed
+
+
+def test_cert_alert_with_an_ip_and_an_account_lists_each_kind_as_received(
+    config: Config, key: bytes
+) -> None:
+    cert = next(a for a in config.agencies if a.name == "cert")
+    s = AgreementPlan(cert, key).apply(
+        _cert_alert([{"type": "ip", "id": "10.0.0.1"}, {"type": "account", "id": "A1"}])
+    )
+    ip, account = s.view["entities"]
+    assert ip["id"] == "10.0.0.1" and PS.match(account["id"])
+    # IPs in clear under entities.id[ip]; the account under the default rule, entities.id.
+    assert "entities.id[ip]" in s.shared and "detections.entity.id[ip]" in s.shared
+    assert s.pseudonymised == ("detections.entity.id", "entities.id")
+
+
+def test_explicit_kind_rules_are_listed_per_kind_only_when_that_kind_is_present(
+    key: bytes
+) -> None:
+    plan = AgreementPlan(
+        agency("x", {"entities.type": "full", "entities.id[ip]": "full",
+                     "entities.id[account]": "pseudonymize", "entities.id[document]": "redact",
+                     "detections.reason": "redact"}),
+        key,
+    )
+    both = plan.apply(_cert_alert([{"type": "ip", "id": "10.0.0.1"},
+                                   {"type": "account", "id": "A1"}]))
+    assert both.shared == ("entities.id[ip]", "entities.type")
+    assert both.pseudonymised == ("entities.id[account]",)
+    assert both.redacted == ("detections.reason",)  # no document: not listed as redacted
+    only_ip = plan.apply({**_cert_alert([{"type": "ip", "id": "10.0.0.1"}]), "detections": []})
+    assert (only_ip.shared, only_ip.pseudonymised, only_ip.redacted) == (
+        ("entities.id[ip]", "entities.type"), (), ())
+    # A kind without a rule (and no default) is withheld: in neither list, nor in the view.
+    person = plan.apply({"alert_id": "wf-2", "version": 1,
+                         "entities": [{"type": "person", "id": "P1"}]})
+    assert person.view["entities"] == [{"type": "person"}]
+    assert (person.shared, person.pseudonymised, person.redacted) == (("entities.type",), (), ())

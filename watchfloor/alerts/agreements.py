@@ -48,8 +48,12 @@ _DROP = _Drop()
 class Shared:
     """One agency's view of an alert plus what was shared, for the audit record.
 
-    ``shared`` lists paths copied in full, ``pseudonymised`` and ``redacted`` the others;
-    a path is listed when its top-level field was present (and not empty) in the alert.
+    ``shared`` lists the agreement's paths whose values were copied in full,
+    ``pseudonymised`` and ``redacted`` the others: each names the rule that was applied to
+    a value present in the alert, so a per-kind rule is listed as such
+    (``entities.id[ip]``) only when an element of that kind was there, and the field's
+    default rule (``entities.id``) only when an element of a kind without its own rule
+    was. Values withheld (no rule for them) are in no list.
     """
 
     view: dict[str, Any]
@@ -72,22 +76,40 @@ def agency_subkey(key: bytes, agency: str) -> bytes:
     return hmac.digest(check_key(key), _SUBKEY_LABEL + agency.encode(), "sha256")
 
 
+class _Leaf:
+    """A leaf with one policy; ``rule`` is its agreement path (``policy``, path) for
+    the audit lists."""
+
+    __slots__ = ("policy", "rule")
+
+    def __init__(self, path: str, policy: str) -> None:
+        self.policy = policy
+        self.rule = (policy, path)
+
+
 class _ByKind:
     """A leaf whose policy depends on its element's kind (``type`` or ``domain``)."""
 
-    __slots__ = ("by_kind", "default")
+    __slots__ = ("by_kind", "default", "path")
 
-    def __init__(self, default: str | None) -> None:
+    def __init__(self, path: str, default: str | None) -> None:
+        self.path = path
         self.default = default
-        self.by_kind: dict[str, str] = {}
+        # kind -> (policy, "path[kind]"): the rule applied, as the audit lists name it.
+        self.by_kind: dict[str, tuple[str, str]] = {}
 
-    def policy(self, element: Mapping[str, Any]) -> str | None:
+    def rule(self, element: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(policy, agreement path) for ``element``; None: no rule, not shared."""
         kind = element.get("type", element.get("domain"))
-        return self.by_kind.get(kind, self.default) if type(kind) is str else self.default
+        if type(kind) is str:
+            found = self.by_kind.get(kind)
+            if found is not None:
+                return found
+        return None if self.default is None else (self.default, self.path)
 
 
 def _tree(fields: Mapping[str, str]) -> dict[str, Any]:
-    """Dotted paths -> nested dict whose leaves are policies (or per-kind policies)."""
+    """Dotted paths -> nested dict whose leaves are :class:`_Leaf` or :class:`_ByKind`."""
     root: dict[str, Any] = {}
     for path, policy in fields.items():
         base, qualifier = split_qualified(path)
@@ -102,11 +124,12 @@ def _tree(fields: Mapping[str, str]) -> dict[str, Any]:
             if isinstance(current, _ByKind):
                 current.default = policy
             else:
-                node[leaf] = policy
+                node[leaf] = _Leaf(base, policy)
         else:
             if not isinstance(current, _ByKind):
-                current = node[leaf] = _ByKind(current if type(current) is str else None)
-            current.by_kind[qualifier] = policy
+                default = current.policy if type(current) is _Leaf else None
+                current = node[leaf] = _ByKind(base, default)
+            current.by_kind[qualifier] = (policy, path)
     return root
 
 
@@ -131,7 +154,7 @@ class AgreementPlan:
     AgreementPlan(agency='x', agreement='X-1', fields=3)
     """
 
-    __slots__ = ("_cache", "_paths", "_ps", "_subkey", "_tree", "agency", "agreement")
+    __slots__ = ("_n_fields", "_ps", "_subkey", "_tree", "agency", "agreement")
 
     def __init__(self, agency: AgencySpec, key: bytes) -> None:
         self.agency = agency.name
@@ -139,21 +162,13 @@ class AgreementPlan:
         self._subkey = agency_subkey(key, agency.name)
         fields = dict(agency.agreement.fields)
         self._tree = _tree(fields)
-        # top-level key -> (full, pseudonymised, redacted) paths under it, so the audit
-        # lists cost a dict lookup per alert instead of a walk.
-        per_top: dict[str, tuple[list[str], list[str], list[str]]] = {}
-        for path, policy in fields.items():
-            lists = per_top.setdefault(path.split(".", 1)[0], ([], [], []))
-            idx = {"full": 0, "pseudonymize": 1, "redact": 2}[policy]
-            lists[idx].append(path)
-        self._paths = per_top
-        self._cache: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+        self._n_fields = len(fields)
         # (type, value) -> pseudonym; the type keeps 1 and "1" (and True) apart.
         self._ps: dict[tuple[type, Any], str] = {}
 
     def __repr__(self) -> str:
-        n = sum(len(a) + len(b) + len(c) for a, b, c in self._paths.values())
-        return f"AgreementPlan(agency={self.agency!r}, agreement={self.agreement!r}, fields={n})"
+        return (f"AgreementPlan(agency={self.agency!r}, agreement={self.agreement!r}, "
+                f"fields={self._n_fields})")
 
     def __reduce__(self) -> Any:
         raise TypeError("AgreementPlan holds key material and cannot be pickled")
@@ -178,67 +193,63 @@ class AgreementPlan:
         view.setdefault("kind", "alert")
         view["agency"] = self.agency
         view["agreement"] = self.agreement
-        present = []
+        # (policy, agreement path) of every rule applied to a value of this alert.
+        applied: set[tuple[str, str]] = set()
         for top, node in self._tree.items():
             if top in alert:
-                out = self._project(alert[top], node)
+                out = self._project(alert[top], node, applied)
                 if out is not _DROP:
                     view[top] = out
-                    if out != [] and out != {}:  # an empty list discloses nothing
-                        present.append(top)
-        lists = self._cache.get(tuple(present))
-        if lists is None:
-            lists = self._lists(tuple(present))
-        return Shared(view, *lists)
-
-    def _lists(self, present: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
         full: list[str] = []
         ps: list[str] = []
         red: list[str] = []
-        for top in present:
-            a, b, c = self._paths[top]
-            full += a
-            ps += b
-            red += c
-        lists = (tuple(sorted(full)), tuple(sorted(ps)), tuple(sorted(red)))
-        self._cache[present] = lists  # at most 2^(top-level fields) entries
-        return lists
+        lists = {"full": full, "pseudonymize": ps, "redact": red}
+        for policy, path in applied:
+            lists[policy].append(path)
+        return Shared(view, tuple(sorted(full)), tuple(sorted(ps)), tuple(sorted(red)))
 
-    def _project(self, value: Any, node: Any) -> Any:
-        if type(node) is str:
-            return self._leaf(value, node)
+    def _project(self, value: Any, node: Any, applied: set[tuple[str, str]]) -> Any:
+        if type(node) is _Leaf:
+            return self._leaf(value, node.rule, applied)
         if type(node) is _ByKind:  # qualified at the top level: nothing to qualify by
-            return _DROP if node.default is None else self._leaf(value, node.default)
+            if node.default is None:
+                return _DROP
+            return self._leaf(value, (node.default, node.path), applied)
         if type(value) is dict:
             out = {}
             for k, child in node.items():
                 if k in value:
                     if type(child) is _ByKind:
-                        policy = child.policy(value)
-                        if policy is None:
+                        rule = child.rule(value)
+                        if rule is None:
                             continue  # no policy for this kind of element: not shared
-                        v = self._leaf(value[k], policy)
+                        v = self._leaf(value[k], rule, applied)
                     else:
-                        v = self._project(value[k], child)
+                        v = self._project(value[k], child, applied)
                     if v is not _DROP:
                         out[k] = v
             return out
         if type(value) is list:
-            items = [self._project(v, node) for v in value]
+            items = [self._project(v, node, applied) for v in value]
             return [v for v in items if v is not _DROP]
         return _DROP  # a scalar where the agreement names sub-fields: nothing to share
 
-    def _leaf(self, value: Any, policy: str) -> Any:
+    def _leaf(self, value: Any, rule: tuple[str, str], applied: set[tuple[str, str]]) -> Any:
+        policy = rule[0]
         if policy == "redact":
+            applied.add(rule)
             return REDACTED
         if isinstance(value, list):
             # Lists of scalars only (``domains``); nested structure was not named.
             items = [v for v in value if isinstance(v, _SCALARS)]
+            if items:  # an empty list discloses nothing
+                applied.add(rule)
             if policy == "full":
                 return items
             return [self._pseudo_cached(v) for v in items]
         if not isinstance(value, _SCALARS):
             return _DROP
+        applied.add(rule)
         if policy == "full":
             return value
         return self._pseudo_cached(value)

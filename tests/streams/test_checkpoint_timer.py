@@ -86,3 +86,49 @@ def test_every_changed_state_is_written_while_batches_keep_going_in_flight(
     assert calls <= len(wanted) + 1
     assert not keeper.rt.processor.dirty and not keeper.stages_dirty
     assert not keeper.tracker_dirty
+
+
+def test_the_loop_runs_while_an_engine_state_is_compressed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large engine's compression (tens of ms per partition) must not stall the loop:
+    the agents go on meanwhile, and what they change is written by the next checkpoint."""
+    import threading
+
+    keeper, written = busy_keeper(monkeypatch)
+    key = next(iter(sorted(keeper.rt.processor.dirty)))
+    real = agents.compress
+    loop_ran = threading.Event()
+    compressions = {"waited": 0, "saw_loop": 0}
+
+    def compress(raw: bytes) -> bytes:  # in a thread, it sees the loop's coroutine run
+        if threading.current_thread() is threading.main_thread():
+            return real(raw)  # the small states (alert stages, tracker): inline
+        compressions["waited"] += 1
+        if loop_ran.wait(timeout=5):
+            compressions["saw_loop"] += 1
+        loop_ran.clear()
+        return real(raw)
+
+    monkeypatch.setattr(agents, "compress", compress)
+
+    async def run() -> None:
+        stop = False
+
+        async def agent() -> None:  # scores between the checkpoint's states
+            while not stop:
+                loop_ran.set()
+                keeper.rt.processor.dirty.add(key)
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(agent())
+        await keeper.save()
+        stop = True
+        await task
+
+    asyncio.run(run())
+    engines = sum(1 for name in written if name.startswith("score."))
+    assert engines >= 1 and compressions["waited"] == engines, "engines compressed inline"
+    assert compressions["saw_loop"] == compressions["waited"], "the loop stalled"
+    assert score_name(*key) in written
+    assert key in keeper.rt.processor.dirty  # changed after its cut: written next time

@@ -25,6 +25,7 @@ from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
 from watchfloor.config import TopicSpec
 from watchfloor.detectors.engine import REKEYED
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
+from watchfloor.streams.checkpoint import compress, pickle_state
 from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
@@ -144,9 +145,21 @@ class StateKeeper:
             else:
                 state = rt.tracker
                 offsets = {t: nxt for (t, p), nxt in rt.feedback_next.items() if p == key}
-            out.extend((self.topic, k, v) for k, v in rt.checkpointer.encode(name, state, offsets))
+            raw = pickle_state(state)
+            if timer and kind == "score":
+                # A partition's engine is the large state: compressing it in a thread
+                # lets the agents run meanwhile (the pickle above is the consistent cut;
+                # what they change now marks the engine dirty again).
+                rt.processor.dirty.discard(key)
+                blob = await asyncio.to_thread(compress, raw)
+                if self.rebalancing:  # a revocation's own checkpoint may be newer
+                    rt.processor.dirty.add(key)
+                    break
+            else:
+                blob = compress(raw)
+            out.extend((self.topic, k, v) for k, v in rt.checkpointer.seal(name, blob, offsets))
             written.append((name, kind, key))
-            if kind == "score":
+            if kind == "score" and not timer:
                 rt.processor.dirty.discard(key)
             elif kind == "stage":
                 self.stages_dirty.discard(key)

@@ -149,6 +149,17 @@ class Restored:
     time: float
 
 
+def pickle_state(state: object) -> bytes:
+    """The first half of :meth:`Checkpointer.encode`: must run where ``state`` is not
+    changing (on the event loop)."""
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def compress(raw: bytes) -> bytes:
+    """The second half: zlib releases the GIL, so it may run in a thread."""
+    return zlib.compress(raw, 1)
+
+
 class Checkpointer:
     """Encode states into messages for the checkpoint topic, and decode them back.
 
@@ -182,10 +193,15 @@ class Checkpointer:
         self, name: str, state: object, offsets: dict[str, int] | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Messages (key, value) that store ``state`` under ``name``; manifest last."""
+        return self.seal(name, compress(pickle_state(state)), offsets)
+
+    def seal(
+        self, name: str, blob: bytes, offsets: dict[str, int] | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """:meth:`encode` of a state already pickled and compressed (``blob``)."""
         gen, slot = self.last.get(name, (0, SLOTS[1]))
         gen += 1
         slot = SLOTS[0] if slot == SLOTS[1] else SLOTS[1]
-        blob = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
         chunks = [blob[i : i + self.chunk_size] for i in range(0, len(blob), self.chunk_size)]
         out = [(f"c|{name}|{slot}|{i}".encode(), c) for i, c in enumerate(chunks)]
         manifest: dict[str, Any] = {

@@ -8,7 +8,15 @@ import random
 from typing import Any
 
 from watchfloor.core.decoding import parse_ts
-from watchfloor.simulation.common import _BENIGN, HOUR, _Scripted, _sim, _weighted_cum, lost_stolen
+from watchfloor.simulation.common import (
+    _BENIGN,
+    DAY,
+    HOUR,
+    _Scripted,
+    _sim,
+    _weighted_cum,
+    lost_stolen,
+)
 from watchfloor.simulation.financial import Account
 from watchfloor.simulation.network import _BANK_IPS, Host
 from watchfloor.simulation.simulator import Simulator
@@ -52,14 +60,49 @@ def multidomain_scenario(start: float, seed: int) -> list[tuple[str, dict[str, A
     sim = Simulator(
         seed=seed, days=2, start=start, n_hosts=200, n_accounts=200, n_travellers=200, threats=False
     )
-    campaign = f"md-{seed}"
-    attack = start + 26 * HOUR
-    stop = attack + 1.5 * HOUR
-
+    stop = start + 27.5 * HOUR
     ip1 = f"10.30.{rng.randrange(256)}.{rng.randrange(1, 255)}"
     person = f"PER-7{rng.randrange(10**5):05d}"
+    account_id = f"ACC-7777-{rng.randrange(10**4):04d}"
+    extra = linked_case(
+        sim, rng, start, f"md-{seed}", ip1=ip1, person=person, account_id=account_id,
+        document=lost_stolen()[seed % len(lost_stolen())], name="MARTA KOVAC",
+    )
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for domain, ev in sim._stream(4_000, extra):
+        if parse_ts(ev["ts"]) >= stop:
+            break
+        ev["event_id"] = "md-" + ev["event_id"]
+        out.append((domain, ev))
+    return out
+
+
+def linked_case(
+    sim: Simulator,
+    rng: random.Random,
+    start: float,
+    campaign: str,
+    *,
+    ip1: str,
+    person: str,
+    account_id: str,
+    document: str,
+    name: str,
+    seq: int = -1,
+) -> list[_Scripted]:
+    """The actors' events of :func:`multidomain_scenario` (their day of benign history
+    from ``start``, the attack from ``start + 26 h``) as scripted events for ``sim``'s
+    stream (``Simulator._stream``), with no background of their own.
+
+    ``ip1`` (an internal workstation), ``account_id`` (held by ``person``, who travels
+    under ``name``) and the lost/stolen ``document`` are the case's entities; its events
+    get sequence numbers ``seq, seq - 1, ...`` (negative: apart from the simulator's own
+    script, whose numbers count up from 0).
+    """
+    attack = start + 26 * HOUR
     account = Account(
-        account_id=f"ACC-7777-{rng.randrange(10**4):04d}",
+        account_id=account_id,
         kind="personal",
         country="NL",
         mu=math.log(80.0),
@@ -82,13 +125,13 @@ def multidomain_scenario(start: float, seed: int) -> list[tuple[str, dict[str, A
         port_cum=_weighted_cum((0.9, 0.1)),
         account_id=account.account_id,
     )
-    tr = sim._new_traveller(rng, "MARTA KOVAC")
+    tr = sim._new_traveller(rng, name)
     tr.person_id, tr.nationality = person, "HRV"
 
     extra: list[_Scripted] = []
 
     def add(t: float, domain: str, payload: dict[str, Any], label: dict) -> None:
-        extra.append(_Scripted(t, -1 - len(extra), domain, payload, label))
+        extra.append(_Scripted(t, seq - len(extra), domain, payload, label))
 
     for _ in range(25):
         t = start + rng.uniform(1, 25.5) * HOUR
@@ -129,18 +172,35 @@ def multidomain_scenario(start: float, seed: int) -> list[tuple[str, dict[str, A
             pay,
             _sim("structuring", campaign),
         )
-    doc = lost_stolen()[seed % len(lost_stolen())]
     add(
         attack + 40 * 60,
         "border",
-        sim.crossing(rng, tr, home, doc),
+        sim.crossing(rng, tr, home, document),
         _sim("stolen_document", campaign),
     )
+    return extra
 
-    out: list[tuple[str, dict[str, Any]]] = []
-    for domain, ev in sim._stream(4_000, extra):
-        if parse_ts(ev["ts"]) >= stop:
-            break
-        ev["event_id"] = "md-" + ev["event_id"]
-        out.append((domain, ev))
-    return out
+
+def linked_cases(sim: Simulator, every_days: float) -> list[_Scripted]:
+    """:func:`linked_case` every ``every_days`` over ``sim``'s span, entities fresh each
+    time: case *k* (from 0) starts its history ``k * every_days`` after ``sim.start``
+    (its attack 26 h later), on workstation ``10.30.<k // 250>.<k % 250 + 1>``, account
+    ``ACC-7777-<k>`` of person ``PER-7<k>`` and the *k*-th lost/stolen document (names
+    none of the simulator's populations uses); campaign ``linked-<k>``. Cases whose
+    attack would not end within the span are left out.
+    """
+    out: list[_Scripted] = []
+    docs = lost_stolen()
+    k = 0
+    while True:
+        start = sim.start + k * every_days * DAY
+        if start + 27.5 * HOUR > sim.end:
+            return out
+        rng = random.Random(f"linked-{sim.seed}-{k}")
+        out += linked_case(
+            sim, rng, start, f"linked-{k}",
+            ip1=f"10.30.{k // 250}.{k % 250 + 1}", person=f"PER-7{k:05d}",
+            account_id=f"ACC-7777-{k:04d}", document=docs[k % len(docs)],
+            name=sim._name(rng), seq=-1 - 1_000 * k,
+        )
+        k += 1

@@ -87,6 +87,13 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         backscatter, pollers, multicast, SSH automation, a mail relay, update roll-outs,
         and (with ``threats``) horizontal/block/telnet scans, jittery beacons, password
         guessing, spam and floods. ``False`` gives the original, cleaner world.
+    linked
+        Every ``linked`` simulated days, one linked multi-domain case: the actors of
+        :func:`~watchfloor.simulation.multidomain.multidomain_scenario` (a workstation
+        beaconing to a C2 address, its user's account structuring payments, the same
+        person crossing on a lost/stolen document, after a day of their own benign
+        history), each case with entities of its own. The first attack is 26 h after
+        ``start``. ``0`` (the default): none.
 
     Notes
     -----
@@ -106,6 +113,7 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         campaigns: int = 3,
         mix: dict[str, float] | None = None,
         real_network: bool = True,
+        linked: float = 0.0,
     ) -> None:
         if days <= 0:
             raise ValueError(f"days must be positive, got {days}")
@@ -118,6 +126,9 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
         self.threats = threats
         self.campaigns = campaigns
         self.real_network = real_network
+        if linked < 0:
+            raise ValueError(f"linked must be 0 (none) or a number of days, got {linked}")
+        self.linked = float(linked)
         mix = dict(DEFAULT_MIX if mix is None else mix)
         if set(mix) - set(DOMAINS) or not any(v > 0 for v in mix.values()):
             raise ValueError(f"mix must weight some of {DOMAINS}, got {mix}")
@@ -178,7 +189,12 @@ class Simulator(NetworkTraffic, FinancialTraffic, BorderTraffic):
             The domain and the event (``ts`` as RFC 3339 for network/border and epoch
             milliseconds for financial, plus a ``sim`` ground-truth label).
         """
-        yield from self._stream(n, ())
+        extra: list[_Scripted] = []
+        if self.linked and self.threats:
+            from watchfloor.simulation.multidomain import linked_cases
+
+            extra = linked_cases(self, self.linked)
+        yield from self._stream(n, extra)
 
     def _stream(self, n: int, extra: Iterable[_Scripted]) -> Iterator[tuple[str, dict[str, Any]]]:
         if n <= 0:

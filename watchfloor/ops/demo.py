@@ -15,9 +15,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 from watchfloor.config import load_config
 from watchfloor.settings import Settings
+
+#: The demo's traffic: ``Simulator(seed=SEED, **STREAM).events(round(rate * DURATION))``,
+#: published over DURATION seconds. Sixty simulated days in an hour, so one simulated day
+#: per minute (the first is the detectors' warm-up); one campaign of every threat type per
+#: simulated day, so the shown agency gets an alert every 10-30 s; and every three days
+#: (about three minutes) a linked multi-domain case with entities of its own, the first
+#: attack 26 simulated hours in (under a minute, nights being quiet), so a multi-domain
+#: incident reaches the agencies within the first two minutes and again every few.
+SEED = 7
+DURATION = 3600.0
+STREAM: dict[str, Any] = {"days": 60.0, "campaigns": 60, "linked": 3.0}
 
 
 def _wait_metrics(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bool:
@@ -86,28 +98,9 @@ def run(args: argparse.Namespace) -> int:
         if not _wait_metrics(url, worker):
             print(f"error: the worker did not start; see {worker_log}", file=sys.stderr)
             return 1
-        # One simulated day per wall-clock minute: the first day is the detectors' warm-up,
-        # so threats (and their alerts) start after about a minute.
+        # The demo's own stream (STREAM), published like `watchfloor simulate` does.
         sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "watchfloor.ops.cli",
-                "simulate",
-                "--rate",
-                str(args.rate),
-                "--duration",
-                "3600",
-                "--days",
-                "60",
-                "--seed",
-                "7",
-                # One campaign of every threat type per simulated day (= per minute), so
-                # the shown agency gets an alert every 10-30 s instead of one in minutes.
-                "--campaigns",
-                "60",
-                "--quiet",
-            ],
+            [sys.executable, "-m", "watchfloor.ops.demo", "--rate", str(args.rate)],
             env=env,
             stdout=subprocess.DEVNULL,
         )
@@ -116,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\nwatchfloor is running. Metrics: {url}  (worker log: {worker_log})\n"
             f"Alerts for {agency.name} ({agency.description}) appear below once the simulated "
-            f"threats start, after a minute of warm-up. Other agencies: "
+            f"threats start, within a minute (a multi-domain incident within two, then "
+            f"every few minutes). Other agencies: "
             f"{', '.join(a.name for a in config.agencies if a is not agency)} "
             f"(`watchfloor tail AGENCY`). Ctrl-C stops everything.\n",
             flush=True,
@@ -146,3 +140,35 @@ def run(args: argparse.Namespace) -> int:
         if started_broker is not None:
             print(started_broker.stop())
     return 0
+
+
+def feed(rate: float) -> int:
+    """Publish the demo's stream (STREAM) to the input topics of the environment's
+    topology (``WATCHFLOOR_BROKER``, ``WATCHFLOOR_TOPICS_FILE``, security settings), paced
+    at ``rate`` events per second for DURATION seconds."""
+    from watchfloor.kafka.security import client_kwargs
+    from watchfloor.simulation import publish
+
+    settings = Settings.from_env()
+    topics = {d: t.name for d, t in load_config(settings.topics_file).input_topics.items()}
+    asyncio.run(
+        publish(
+            settings.bootstrap_servers,
+            rate=rate,
+            duration=DURATION,
+            seed=SEED,
+            topics=topics,
+            security=client_kwargs(settings),
+            **STREAM,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":  # the demo's publisher: python -m watchfloor.ops.demo --rate R
+    parser = argparse.ArgumentParser(prog="python -m watchfloor.ops.demo")
+    parser.add_argument("--rate", type=float, default=300.0)
+    try:
+        sys.exit(feed(parser.parse_args().rate))
+    except KeyboardInterrupt:
+        sys.exit(130)

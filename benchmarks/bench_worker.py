@@ -247,9 +247,17 @@ class WorkerProc:
             return -1.0
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
+            if line.startswith(name + "{") or line.startswith(name + " ") or (
+                "{" in name and line.startswith(name)
+            ):
                 total += float(line.rpartition(" ")[2])
         return total
+
+    def stalls_over(self, seconds: str = "0.1") -> float:
+        """Event-loop stalls longer than ``seconds`` so far (from the worker's histogram)."""
+        total = self.metric("watchfloor_event_loop_stall_seconds_count")
+        within = self.metric(f'watchfloor_event_loop_stall_seconds_bucket{{le="{seconds}"}}')
+        return total - within
 
     def wait_assigned(self, partitions: int, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -409,6 +417,7 @@ def fixed_rate(
         for k, i in enumerate(range(0, len(events), every)):
             events[i] = probe_event(k)
         cpu0 = proc_cpu(w.proc.pid)
+        stalls0 = w.stalls_over("0.1")
         t0 = time.perf_counter()
         stamps = asyncio.run(produce(bootstrap, config, events, rate=rate))
         achieved = len(events) / (time.perf_counter() - t0)
@@ -416,7 +425,10 @@ def fixed_rate(
         warm_ids = {f"probe-{PROBES - 1 - k}" for k in range(len(warm))}
         lat = [x for x, eid in lat if eid not in warm_ids]
         cpu = proc_cpu(w.proc.pid) - cpu0
+        stall = w.metric("watchfloor_event_loop_stall_max_seconds")
         return {
+            "loop_stall_max_ms": round(stall * 1000, 1),  # warm-up included
+            "loop_stalls_over_100ms": int(w.stalls_over("0.1") - stalls0),
             "offered_per_s": rate,
             "achieved_per_s": round(achieved, 1),
             "seconds": duration,
@@ -470,7 +482,7 @@ def table(result: dict[str, Any]) -> str:
             f"rate {r['offered_per_s']:.0f}/s",
             r,
             f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms "
-            f"({r['alerts']} alerts)",
+            f"({r['alerts']} alerts; loop stalls > 100 ms: {r.get('loop_stalls_over_100ms')})",
         )
     return "\n".join(rows)
 

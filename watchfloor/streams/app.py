@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import faust
@@ -35,6 +37,8 @@ class StartupNoise(logging.Filter):
             return logging.getLogger().isEnabledFor(logging.INFO)
         return True
 
+
+LOOP_TICK = 0.05  # seconds between the loop watcher's wake-ups
 
 _NOISE = StartupNoise()
 for _name in ("aiokafka.consumer.group_coordinator", "faust.app.base"):
@@ -94,6 +98,20 @@ def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> fa
     @app.timer(interval=max(0.25, rt.settings.checkpoint_interval / 2))
     async def _checkpoint_when_idle() -> None:
         await keeper.idle_save()
+
+    @app.task
+    async def _watch_the_loop() -> None:
+        # A timer's lateness is the loop's stall (issue 12: checkpoints must not stall it).
+        stall, worst = rt.metrics.loop_stall, rt.metrics.loop_stall_max
+        longest = 0.0
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LOOP_TICK)
+            late = max(0.0, time.monotonic() - before - LOOP_TICK)
+            stall.observe(late)
+            if late > longest:
+                longest = late
+                worst.set(late)
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from watchfloor.core.alert_schema import ENTITY_TYPES
 from watchfloor.core.entity_table import EntityTable
@@ -22,23 +22,44 @@ __all__ = ["ValueAnomaly"]
 
 _AGGREGATES = (None, "count", "sum")
 _ALARM = 3.0  # surprise of an alarm: 1 in 1,000 (score 0.9)
+_TWO = math.log10(2.0)  # Bonferroni over the two scales
 
 
 class _Entity:
-    """One entity's model and, when aggregating, its open bucket."""
+    """One entity's model and, when aggregating, its open bucket; with ``coarse``, the
+    model of its block means (created at the first full block) and the open block."""
 
-    __slots__ = ("bucket", "model", "total")
+    __slots__ = ("block", "blocks", "bucket", "coarse", "model", "total")
 
     def __init__(self, model: SeriesModel) -> None:
         self.model = model
         self.bucket = -1
         self.total = 0.0
+        self.coarse: SeriesModel | None = None
+        self.block = 0.0  # the open block's sum of value / coarse
+        self.blocks = 0  # values in the open block
 
-    def __getstate__(self) -> tuple[SeriesModel, int, float]:
-        return (self.model, self.bucket, self.total)
+    def __getstate__(self) -> tuple[SeriesModel, int, float, SeriesModel | None, float, int]:
+        return (self.model, self.bucket, self.total, self.coarse, self.block, self.blocks)
 
-    def __setstate__(self, s: tuple[SeriesModel, int, float]) -> None:
-        self.model, self.bucket, self.total = s
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        # A state from before the coarse scale has three fields (such a detector lacks
+        # the ``coarse`` parameter, so a restored engine starts it fresh; it must still
+        # unpickle).
+        self.model, self.bucket, self.total = s[:3]
+        self.coarse, self.block, self.blocks = s[3:] if len(s) == 6 else (None, 0.0, 0)
+
+
+class _Fused(NamedTuple):
+    """One observation judged on both scales: the fused surprise and the judgement that
+    gave it (``on_coarse``: the coarse scale's, about the mean of the block)."""
+
+    surprise: float
+    best: Judgement
+    on_coarse: bool
+    fine: Judgement
+    coarse: Judgement | None
+    mean: float
 
 
 def _fmt(x: float) -> str:
@@ -59,10 +80,14 @@ class ValueAnomaly(ReusesScore, Detector):
     from a robust level or its hour-of-day profile; nearest-neighbour distance of the
     recent shape; collapse of the spread) calibrated on that series' own history, fused
     into a tail probability ``p`` and scored as a likelihood: 0.5 at ``p`` ~ 2e-2,
-    0.9 at 1e-3, still increasing (not saturating) far beyond. There is no absolute
-    gate: a 10x rise, a drop to zero and a stuck value all count, in the signal's own
-    units. After an alarm, repeats of the same episode are damped by ``refractory``
-    until the series has been quiet again, so one episode is one detection.
+    0.9 at 1e-3, still increasing (not saturating) far beyond. The same scorers also
+    judge a second, coarser scale: the means of ``coarse`` consecutive observations,
+    where noise is halved (for 4) and a subtle shift, dip, missing peak or drift stands
+    out twice as far; the rarer of the two scales counts (Bonferroni: ``p`` doubles).
+    There is no absolute gate: a 10x rise, a drop to zero and a stuck value all count,
+    in the signal's own units. After an alarm, repeats of the same episode are damped
+    by ``refractory`` until the series has been quiet again, so one episode is one
+    detection.
 
     Parameters
     ----------
@@ -87,6 +112,11 @@ class ValueAnomaly(ReusesScore, Detector):
         hundred observations).
     warm_up
         Observations of an entity before it is scored.
+    coarse
+        Block length of the coarse scale (its model sees one mean per ``coarse``
+        observations, judged as each block completes, and adapts ``coarse`` times
+        faster per value so both scales absorb a shift at the same pace); 0 turns it
+        off.
     refractory
         Surprise (decades of rarity) an alarm's afterglow subtracts from the next ones;
         it decays by half every ``dim`` observations.
@@ -132,6 +162,7 @@ class ValueAnomaly(ReusesScore, Detector):
         neighbours: int = 3,
         alpha: float = 0.025,
         warm_up: int = 30,
+        coarse: int = 4,
         refractory: float = 2.0,
         max_entities: int = 20_000,
         ttl_seconds: float = 30 * 86_400.0,
@@ -148,6 +179,8 @@ class ValueAnomaly(ReusesScore, Detector):
         if not 0.0 < alpha < 1.0 or bucket_seconds <= 0 or warm_up < 1 or refractory < 0:
             raise ValueError("need 0 < alpha < 1, bucket_seconds > 0, warm_up >= 1, "
                              "refractory >= 0")
+        if type(coarse) is not int or not (coarse == 0 or 2 <= coarse <= 64):
+            raise ValueError(f"coarse must be 0 (off) or 2..64, got {coarse!r}")
         self.field = field
         self.entity_field = entity_field
         self.entity_type = entity_type
@@ -162,17 +195,39 @@ class ValueAnomaly(ReusesScore, Detector):
         self.neighbours = neighbours
         self.alpha = alpha
         self.warm_up = warm_up
+        self.coarse = coarse
         self.refractory = refractory
         self.max_entities = max_entities
         self.ttl_seconds = ttl_seconds
         self._table: EntityTable[_Entity] = EntityTable(max_entities, ttl_seconds)
         self._decay = 0.5 ** (1.0 / dim)
         # score_one's judgement of the event the engine is about to learn (not state).
-        self._last: tuple[Mapping[str, Any], Judgement | None] | None = None
+        self._last: tuple[Mapping[str, Any], _Fused] | None = None
 
     def _new(self) -> _Entity:
         return _Entity(SeriesModel(self.dim, self.memory, self.history, self.neighbours,
                                    self.alpha, self.warm_up))
+
+    def _new_coarse(self) -> SeriesModel:
+        return SeriesModel(self.dim, self.memory, self.history, self.neighbours,
+                           min(self.alpha * self.coarse, 0.5), self.warm_up)
+
+    def _judge(self, ent: _Entity, x: float, ts: float) -> _Fused:
+        """``x`` at ``ts`` judged by the fine model and, if it completes a block, by the
+        coarse one: the rarer counts, at twice its tail probability."""
+        j = ent.model.judge(x, ts)
+        b = self.coarse
+        if not b:
+            return _Fused(j.surprise, j, False, j, None, x)
+        mean = ent.block + x / b  # x / b each: four 1e308s do not overflow
+        jc = None
+        if ent.blocks + 1 >= b and ent.coarse is not None:
+            jc = ent.coarse.judge(mean, ts)
+            # The rarer scale counts; an alarming value alone is the plainest reason.
+            if jc.surprise > j.surprise and not (j.which == 0 and j.surprise >= _ALARM):
+                return _Fused(max(jc.surprise - _TWO, 0.0), jc, True, j, jc, mean)
+        top = max(j.surprise, jc.surprise) if jc is not None else j.surprise
+        return _Fused(max(top - _TWO, 0.0), j, False, j, jc, mean)
 
     def _value(self, event: Mapping[str, Any]) -> float | None:
         if self.aggregate == "count":
@@ -194,21 +249,24 @@ class ValueAnomaly(ReusesScore, Detector):
             return NORMAL
         ts = float(event["_ts"])
         if self.aggregate is None:
-            j = ent.model.judge(x, ts)
-            self._last = (event, j)
-            return self._verdict(ent.model, j, x, self.field)
+            f = self._judge(ent, x, ts)
+            self._last = (event, f)
+            return self._verdict(ent.model, f, x, self.field)
         bucket = int(ts // self.bucket_seconds)
         self._last = None
         if bucket > ent.bucket >= 0:
             # The open bucket closes: judge its total (drops and silences show here), and
             # this event as the first of a new bucket.
-            closed = ent.model.judge(ent.total, ent.bucket * self.bucket_seconds)
+            closed = self._judge(ent, ent.total, ent.bucket * self.bucket_seconds)
             return self._verdict(ent.model, closed, ent.total, self._agg_name())
         total = ent.total + x if bucket == ent.bucket else x
         j = ent.model.judge(total, bucket * self.bucket_seconds)
         if j.deviation <= 0 or j.which != 0:
             return NORMAL  # a partial bucket below the usual is not yet evidence
-        return self._verdict(ent.model, j, total, self._agg_name())
+        # A partial bucket is judged on the fine scale only (its block is not complete).
+        surprise = max(j.surprise - _TWO, 0.0) if self.coarse else j.surprise
+        return self._verdict(ent.model, _Fused(surprise, j, False, j, None, total), total,
+                             self._agg_name())
 
     def learn_one(self, event: Mapping[str, Any]) -> None:
         last, self._last = self._last, None
@@ -218,11 +276,9 @@ class ValueAnomaly(ReusesScore, Detector):
             return
         ts = float(event["_ts"])
         ent = self._table.setdefault(str(key), ts, self._new)
-        model = ent.model
         if self.aggregate is None:
             judged = last[1] if last is not None and last[0] is event else None
-            self._afterglow(model, judged, x, ts)
-            model.update(x, ts, judged)
+            self._learn(ent, x, ts, judged)
             return
         bucket = int(ts // self.bucket_seconds)
         if ent.bucket < 0:
@@ -233,34 +289,41 @@ class ValueAnomaly(ReusesScore, Detector):
             return
         # Close the bucket and the empty ones after it (at most a day's worth: a long
         # silence is one drop, not thousands of observations).
-        self._close(model, ent.total, ent.bucket * self.bucket_seconds)
+        self._learn(ent, ent.total, ent.bucket * self.bucket_seconds, None)
         gap = min(bucket - ent.bucket - 1, max(1, int(86_400 // self.bucket_seconds)))
         for b in range(bucket - gap, bucket):
-            self._close(model, 0.0, b * self.bucket_seconds)
+            self._learn(ent, 0.0, b * self.bucket_seconds, None)
         ent.bucket, ent.total = bucket, x
 
-    def _close(self, model: SeriesModel, total: float, ts: float) -> None:
-        self._afterglow(model, None, total, ts)
-        model.update(total, ts)
-
-    def _afterglow(self, model: SeriesModel, judged: Judgement | None, x: float,
-                   ts: float) -> None:
-        if self.refractory <= 0.0:
+    def _learn(self, ent: _Entity, x: float, ts: float, judged: _Fused | None) -> None:
+        """Learn one observation on both scales (``judged``: score_one's, if known)."""
+        model, b = ent.model, self.coarse
+        if judged is None and (self.refractory > 0.0 or b):
+            judged = self._judge(ent, x, ts)
+        if self.refractory > 0.0 and judged is not None:
+            # An alarm (1 in 1,000 or rarer) leaves an afterglow that decays by half
+            # every dim observations; ordinary surprises leave none.
+            glow = model.last_surprise * self._decay
+            s = judged.surprise
+            model.last_surprise = max(glow if glow >= _ALARM else 0.0,
+                                      s if s >= _ALARM else 0.0)
+        model.update(x, ts, judged.fine if judged is not None else None)
+        if not b or judged is None:
             return
-        j = judged if judged is not None else model.judge(x, ts)
-        # An alarm (1 in 1,000 or rarer) leaves an afterglow that decays by half every
-        # dim observations; ordinary surprises leave none.
-        decay = 0.5 ** (1.0 / self.dim)
-        glow = model.last_surprise * decay
-        model.last_surprise = max(glow if glow >= _ALARM else 0.0,
-                                  j.surprise if j.surprise >= _ALARM else 0.0)
+        if ent.blocks + 1 < b:
+            ent.block, ent.blocks = judged.mean, ent.blocks + 1
+            return
+        if ent.coarse is None:
+            ent.coarse = self._new_coarse()
+        ent.coarse.update(judged.mean, ts, judged.coarse)
+        ent.block, ent.blocks = 0.0, 0
 
     def _agg_name(self) -> str:
         unit = _bucket_text(self.bucket_seconds)
         return f"events per {unit}" if self.aggregate == "count" else f"{self.field} per {unit}"
 
-    def _verdict(self, model: SeriesModel, j: Judgement, x: float, name: str) -> Score:
-        surprise = j.surprise
+    def _verdict(self, model: SeriesModel, f: _Fused, x: float, name: str) -> Score:
+        surprise = f.surprise
         if surprise <= 0.0:
             return NORMAL
         if self.refractory > 0.0 and model.last_surprise * self._decay >= _ALARM:
@@ -271,22 +334,28 @@ class ValueAnomaly(ReusesScore, Detector):
         raw = min(surprise, 1e6)
         if score < 0.5:
             return Score(score, "", raw)
-        return Score(score, self._reason(j, x, name), raw)
+        return Score(score, self._reason(f, x, name), raw)
 
-    def _reason(self, j: Judgement, x: float, name: str) -> str:
-        rarity = (f"rarer than 1 in {10 ** j.surprise:,.0f}" if j.surprise < 9
+    def _reason(self, f: _Fused, x: float, name: str) -> str:
+        j = f.best
+        rarity = (f"rarer than 1 in {10 ** f.surprise:,.0f}" if f.surprise < 9
                   else "rarer than 1 in a billion")
+        # On the coarse scale the judged value is the mean of the block x completes.
+        what = (f"{name} {_fmt(x)}: the mean of the last {self.coarse} values, "
+                f"{_fmt(f.mean)}," if f.on_coarse else f"{name} {_fmt(x)}")
+        last = (f"the last {self.dim} means of {self.coarse} values" if f.on_coarse
+                else f"the last {self.dim} values")
         if j.which == 0:
             where = "above" if j.deviation > 0 else "below"
             ctx = " for this hour" if j.seasonal else ""
-            return (f"{name} {_fmt(x)} is {abs(j.deviation):.0f} deviations {where} the "
+            return (f"{what} is {abs(j.deviation):.0f} deviations {where} the "
                     f"expected {_fmt(j.expected)}{ctx}: {rarity}")
         if j.which == 1:
-            return (f"{name} {_fmt(x)}: the last {self.dim} values moved away from the "
-                    f"usual level {_fmt(j.expected)}: {rarity}")
+            return (f"{name} {_fmt(x)}: {last} moved away from the usual level "
+                    f"{_fmt(j.expected)}: {rarity}")
         if j.which == 2:
-            return f"{name} {_fmt(x)}: the last {self.dim} values form an unseen pattern: {rarity}"
-        return f"{name} {_fmt(x)}: the last {self.dim} values barely vary (stuck?): {rarity}"
+            return f"{name} {_fmt(x)}: {last} form an unseen pattern: {rarity}"
+        return f"{name} {_fmt(x)}: {last} barely vary (stuck?): {rarity}"
 
     # -- conformance ------------------------------------------------------------------
     @classmethod

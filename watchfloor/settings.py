@@ -48,8 +48,9 @@ class Settings:
     app_id: str = "watchfloor"
     metrics_port: int = 9464
     state_dir: Path = field(default_factory=_state_home)
+    # Records an agent takes at most per batch (a lane hands over what was fetched, up
+    # to this, without waiting for more).
     batch_size: int = 500
-    batch_within: float = 0.05
     # Seconds between checkpoints of detector and correlation state to Kafka.
     checkpoint_interval: float = 10.0
     # How long the group waits for a silent worker before giving its partitions to

@@ -72,7 +72,6 @@ def worker_env(bootstrap: str, **extra: str) -> dict[str, str]:
         WATCHFLOOR_TOPICS_FILE=str(ROOT / "topics.yaml"),
         # WATCHFLOOR_MASTER_KEY's former name, still read (tests of it depend on that).
         WATCHFLOOR_PSEUDONYM_KEY=TEST_MASTER_KEY,
-        WATCHFLOOR_BATCH_WITHIN="0.02",
     )
     env.update(extra)
     return env

@@ -279,6 +279,23 @@ class WorkerProc:
         self.out.close()
 
 
+def py_spy(pid: int, profile: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording ``pid``'s collapsed stacks to ``profile`` (None: no profile)."""
+    if profile is None:
+        return None
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate",
+         "200", "--format", "raw", "--nonblocking", "--output", str(profile)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        spy.wait(60)
+
+
 def owned_partitions(config: Config) -> int:
     return sum(t.partitions for t in config.topics if t.role in ("input", "detections", "feedback"))
 
@@ -327,14 +344,7 @@ def drain(
             if time.monotonic() > deadline:
                 raise RuntimeError("workers were not assigned their partitions")
             time.sleep(0.2)
-        spy = None
-        if profile is not None:
-            spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                 str(procs[0].proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
-                 "--output", str(profile)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+        spy = py_spy(procs[0].proc.pid, profile)
         t0 = time.perf_counter()
         cpu0 = sum(proc_cpu(p.proc.pid) for p in procs)
         topics = list(input_topics(config).values())
@@ -345,9 +355,7 @@ def drain(
             time.sleep(0.25)
         elapsed = time.perf_counter() - t0
         cpu = sum(proc_cpu(p.proc.pid) for p in procs) - cpu0
-        if spy is not None:
-            spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
-            spy.wait(60)
+        stop_spy(spy)
         return {
             "events": n,
             "workers": workers,
@@ -398,7 +406,7 @@ async def alert_latencies(
 
 def fixed_rate(
     bootstrap: str, topics_file: Path, config: Config, rate: float, duration: float, tmp: Path,
-    seed: int,
+    seed: int, profile: Path | None = None,
 ) -> dict[str, Any]:
     app_id = f"bench-rate-{uuid.uuid4().hex[:8]}"
     w = WorkerProc(bootstrap, topics_file, app_id, tmp)
@@ -418,9 +426,11 @@ def fixed_rate(
             events[i] = probe_event(k)
         cpu0 = proc_cpu(w.proc.pid)
         stalls0 = w.stalls_over("0.1")
+        spy = py_spy(w.proc.pid, profile)
         t0 = time.perf_counter()
         stamps = asyncio.run(produce(bootstrap, config, events, rate=rate))
         achieved = len(events) / (time.perf_counter() - t0)
+        stop_spy(spy)
         lat = asyncio.run(alert_latencies(bootstrap, config, stamps))
         warm_ids = {f"probe-{PROBES - 1 - k}" for k in range(len(warm))}
         lat = [x for x, eid in lat if eid not in warm_ids]
@@ -533,7 +543,7 @@ def main() -> None:
         result["backlog"] = drain(
             bootstrap, config, topics_file, args.events, 1, tmp, profile=args.profile
         )
-        if args.only_backlog:
+        if args.only_backlog or args.events <= 0:
             print(table(result))
             return
         if args.workers > 1:
@@ -549,7 +559,11 @@ def main() -> None:
             rate_file, rate_config = namespaced(tmp, f"{prefix}r{int(rate)}")
             asyncio.run(apply_topics(rate_config, bootstrap))
             result["rates"].append(
-                fixed_rate(bootstrap, rate_file, rate_config, rate, args.duration, tmp, args.seed)
+                fixed_rate(
+                    bootstrap, rate_file, rate_config, rate, args.duration, tmp, args.seed,
+                    profile=args.profile.with_suffix(f".rate{rate:.0f}.txt")
+                    if args.profile else None,
+                )
             )
     finally:
         if kafka is not None:

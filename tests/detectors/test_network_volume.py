@@ -163,3 +163,30 @@ def test_a_single_source_dos_names_its_source_and_a_ddos_a_bounded_few() -> None
     # Quiet destinations never hold a source list.
     quiet = {e["dst_ip"] for e in background}
     assert len(quiet) > 50 and len(det.heavy) <= 10
+
+
+def test_blatant_exfiltrations_alert_within_two_minutes_of_a_fresh_deployment() -> None:
+    # Issue 11's fresh-deployment target, with every network detector topics.yaml enables:
+    # no state, workstations browsing at 4 flows/s, and in the first two minutes five of
+    # them each upload 2.5 GB to an address nobody used before.
+    from tests.detectors.financial_sets import configured_engine
+
+    background = network_traffic(seed=5, n=30_000, rate=4.0)  # ~2 h of benign flows
+    rng = random.Random(5)
+    dumps = [cases.flow(START + 20 + 20 * k, src_ip=f"10.1.0.{11 + 7 * k}",
+                        dst_ip=f"203.0.113.{80 + k}", dst_port=443, protocol="tcp",
+                        bytes_out=2_500_000_000 + rng.randrange(10**6), bytes_in=30_000,
+                        duration_ms=90_000) for k in range(5)]
+    engine = configured_engine("network")
+    bad = {e["event_id"] for e in dumps}
+    alerted: dict[str, dict] = {}
+    false_alerts = 0
+    for e in merge(background, dumps):
+        for d in engine.process(e, e["_ts"]):
+            if e["event_id"] in bad:
+                alerted.setdefault(e["event_id"], d)
+            else:
+                false_alerts += 1
+    assert len(alerted) >= 4, f"only {len(alerted)} of 5 blatant exfiltrations alerted"
+    assert all(e["_ts"] - START <= 120 for e in dumps)
+    assert 1e4 * false_alerts / len(background) <= 1.0, f"{false_alerts} false alerts"

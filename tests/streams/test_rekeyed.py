@@ -147,3 +147,65 @@ def test_the_default_topology_rekeys_the_detectors_keyed_by_other_fields() -> No
     assert [s.name for s in second["network/dst_ip"].slots] == ["beaconing", "flood"]
     assert "beaconing" not in {s.name for s in rt.processor.factory("network").slots}
     assert [s.name for s in second["border/crossing_point"].slots] == ["value_anomaly"]
+
+
+def packed_records(out: list[tuple[bytes, bytes]], pack_bytes: int | None = None) -> list[Any]:
+    """The worker's Kafka records for ``out``: packs, one per partition (issue 12)."""
+    from watchfloor.kafka.partitioner import CachedPartitioner
+    from watchfloor.streams import agents
+
+    if pack_bytes is not None:
+        saved, agents.PACK_BYTES = agents.PACK_BYTES, pack_bytes
+    try:
+        msgs = agents.packed("watchfloor.rekeyed", out, PARTITIONS, CachedPartitioner())
+    finally:
+        if pack_bytes is not None:
+            agents.PACK_BYTES = saved
+    offsets = [0] * PARTITIONS
+    recs = []
+    for _topic, key, value, p in msgs:  # type: ignore[misc]
+        assert p == partition_of(key, PARTITIONS)  # the pack goes where its keys go
+        recs.append((value, key, "watchfloor.rekeyed", p, offsets[p], 0.0))
+        offsets[p] += 1
+    return sorted(recs, key=lambda r: r[3])
+
+
+@pytest.mark.parametrize("pack_bytes", [None, 2_000])
+def test_packed_rekeyed_records_give_what_one_record_per_event_gives(
+    pack_bytes: int | None,
+) -> None:
+    single, _ = processor()
+    out: list[tuple[bytes, bytes]] = []
+    single.process("network", flood_records(), out)
+    want, _ = single.process(REKEYED, rekeyed_records(out))
+    packs, _ = processor()
+    out2: list[tuple[bytes, bytes]] = []
+    packs.process("network", flood_records(), out2)
+    recs = packed_records(out2, pack_bytes)
+    # 36 events to one destination: one record, or several when a pack is full.
+    assert len(recs) == 1 if pack_bytes is None else len(recs) > 5
+    got, letters = packs.process(REKEYED, recs)
+    assert letters == [] and got == want and len(got) == 7
+
+
+def test_a_bad_event_in_a_pack_is_deadlettered_alone() -> None:
+    proc, _ = processor()
+    out: list[tuple[bytes, bytes]] = []
+    proc.process("network", flood_records(), out)
+    (value, key, topic, p, _, _), = packed_records(out)
+    items = orjson.loads(value)
+    items.insert(3, {"s": "network/dst_ip", "a": 1.0, "e": {"ts": 1}})  # no decoded event
+    found, letters = proc.process(REKEYED, [(orjson.dumps(items), key, topic, p, 0, 0.0)])
+    assert len(found) == 7  # the pack's 36 good events all went through
+    assert [orjson.loads(d)["reason"] for d in letters] == ["bad_value"]
+
+
+def test_a_takeover_relearns_packed_records() -> None:
+    proc, _ = processor()
+    out: list[tuple[bytes, bytes]] = []
+    proc.process("network", flood_records(), out)
+    (value, *_), = packed_records(out)
+    fresh, _ = processor()
+    assert fresh.learn(REKEYED, 0, [value, b"not json"]) == 36
+    seen = fresh.engine(REKEYED, 0).engines[STAGE].slots[0].detector.sources["10.0.0.80"]
+    assert len(seen) == 36

@@ -239,6 +239,26 @@ class RekeyedEngine:
         """
         return orjson.dumps({"s": stage})[:-1] + b',"a":'
 
+    @staticmethod
+    def pack(records: Sequence[bytes]) -> bytes:
+        """One Kafka record holding several re-keyed records (a JSON array), so the first
+        stage produces one record per partition per batch instead of one per event.
+
+        >>> RekeyedEngine.pack([b'{"s":"x","a":1,"e":{}}', b'{"s":"x","a":2,"e":{}}'])
+        b'[{"s":"x","a":1,"e":{}},{"s":"x","a":2,"e":{}}]'
+        """
+        return b"[" + b",".join(records) + b"]"
+
+    @staticmethod
+    def items(value: bytes | None) -> list[Any]:
+        """The re-keyed records (parsed) in one Kafka record: a pack's, or the record
+        itself (as a worker before packs wrote it)."""
+        try:
+            rec = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            raise InvalidEvent("not_json", "re-keyed record is not JSON") from None
+        return rec if isinstance(rec, list) else [rec]
+
     def unwrap(self, value: bytes | None) -> tuple[DomainEngine, dict[str, Any], float]:
         """(stage engine, event, arrival) of a re-keyed record; InvalidEvent if it is not
         one (only workers write the topic, but a record must not stop the stage)."""
@@ -246,6 +266,10 @@ class RekeyedEngine:
             rec = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
             raise InvalidEvent("not_json", "re-keyed record is not JSON") from None
+        return self.check(rec)
+
+    def check(self, rec: Any) -> tuple[DomainEngine, dict[str, Any], float]:
+        """:meth:`unwrap` of a record already parsed (an item of :meth:`items`)."""
         if not isinstance(rec, dict):
             raise InvalidEvent("not_object", "re-keyed record is not an object")
         engine = self.engines.get(rec.get("s"))  # type: ignore[arg-type]
@@ -262,8 +286,16 @@ class RekeyedEngine:
         engine, event, arrival = self.unwrap(value)
         return engine.process(event, arrival)
 
+    def process_item(self, rec: Any) -> Sequence[dict[str, Any]]:
+        engine, event, arrival = self.check(rec)
+        return engine.process(event, arrival)
+
     def learn(self, value: bytes | None) -> None:
         engine, event, arrival = self.unwrap(value)
+        engine.learn(event, arrival)
+
+    def learn_item(self, rec: Any) -> None:
+        engine, event, arrival = self.check(rec)
         engine.learn(event, arrival)
 
     def snapshot(self) -> dict[str, dict[str, Detector]]:

@@ -23,8 +23,9 @@ from faust.types import TP
 
 from watchfloor.alerts.anchors import Anchorer, anchor_key, audit_key
 from watchfloor.config import TopicSpec
-from watchfloor.detectors.engine import REKEYED
+from watchfloor.detectors.engine import REKEYED, RekeyedEngine
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
+from watchfloor.kafka.partitioner import CachedPartitioner
 from watchfloor.streams.checkpoint import compress, pickle_state
 from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
@@ -34,11 +35,45 @@ log = logging.getLogger(__name__)
 Agent = Callable[[faust.StreamT], Awaitable[None]]
 
 
-async def publish(app: faust.App, messages: Sequence[tuple[str, bytes | None, bytes]]) -> list[Any]:
+#: (topic, key, value), or (topic, key, value, partition) when the sender chose it.
+Message = tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, int]
+
+
+async def publish(app: faust.App, messages: Sequence[Message]) -> list[Any]:
     """Send all messages, then wait until the broker acknowledged every one."""
     send = app.producer.send
-    futures = [await send(topic, key, value, None, None, None) for topic, key, value in messages]
+    futures = [
+        await send(m[0], m[1], m[2], m[3] if len(m) > 3 else None, None, None)  # type: ignore[misc]
+        for m in messages
+    ]
     return await asyncio.gather(*futures)
+
+
+#: A pack of re-keyed records stays well under Kafka's default 1 MB record limit.
+PACK_BYTES = 256 * 1024
+
+
+def packed(
+    topic: str, records: Sequence[tuple[bytes, bytes]], partitions: int, partitioner: Any
+) -> list[Message]:
+    """A batch's re-keyed (key, value) records as one Kafka record per partition (more if
+    over ``PACK_BYTES``), each on the partition its records' keys give, in order: one
+    record to produce, fetch and acknowledge per partition instead of one per event."""
+    parts = list(range(partitions))
+    open_packs: dict[int, tuple[bytes, list[bytes], list[int]]] = {}
+    out: list[Message] = []
+    for key, value in records:
+        p = partitioner(key, parts, parts)
+        pack = open_packs.get(p)
+        if pack is not None and pack[2][0] + len(value) > PACK_BYTES:
+            out.append((topic, pack[0], RekeyedEngine.pack(pack[1]), p))
+            pack = None
+        if pack is None:
+            pack = open_packs[p] = (key, [], [0])
+        pack[1].append(value)
+        pack[2][0] += len(value) + 1
+    out += [(topic, k, RekeyedEngine.pack(v), p) for p, (k, v, _) in open_packs.items()]
+    return out
 
 
 def dead_letter(topic: str, m: Any, code: str, detail: str) -> tuple[str, None, bytes]:
@@ -409,7 +444,12 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
     lag = {p: rt.metrics.lag_child(topic, p) for p in range(partitions)}
     tps = {p: TP(topic, p) for p in range(partitions)}
     next_offset = rt.processor.next_offset
-    lane = Lane(app, [topic], rt.settings.batch_size)
+    # A re-keyed record packs a first-stage batch's events for one partition (hundreds):
+    # take a few at a time, so one batch is no longer than an input batch.
+    size = rt.settings.batch_size
+    lane = Lane(app, [topic], max(1, size // 100) if domain == REKEYED else size)
+    rekeyed_parts = rt.config.topic("rekeyed").partitions if rekeyed_topic else 1
+    partitioner = CachedPartitioner()  # the partitions Kafka's default gives the keys
 
     async def score(stream: faust.StreamT) -> None:
         async for batch in lane.batches():
@@ -422,9 +462,9 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                 ]
                 second: list[tuple[bytes, bytes]] | None = [] if rekeyed_topic else None
                 detections, deadletters = process(domain, records, second)
-                out = [(deadletter_topic, None, d) for d in deadletters]
+                out: list[Message] = [(deadletter_topic, None, d) for d in deadletters]
                 if second:
-                    out += [(rekeyed_topic, k, v) for k, v in second]
+                    out += packed(rekeyed_topic, second, rekeyed_parts, partitioner)
                 for det in detections:
                     ent = det["entity"]
                     out.append(

@@ -133,20 +133,19 @@ class EventProcessor:
             last = offset
             if offset < skip:
                 continue
+            if second:
+                self._second(value, topic, partition, offset, key, detections, deadletters)
+                continue
             try:
-                if second:
-                    # Validated (and its time checked) by the first stage.
-                    found = score(value)  # type: ignore[misc]
-                else:
-                    event = decode(domain, value, MAX_EVENT_BYTES)
-                    # The broker stamps arrival (LogAppendTime); a sensor cannot fake it.
-                    if arrival > 0 and event["_ts"] > arrival + max_future:
-                        raise InvalidEvent(
-                            "future_timestamp",
-                            f"'ts' is {event['_ts'] - arrival:.0f} s after the broker's "
-                            f"arrival time (limit {max_future:.0f} s)",
-                        )
-                    found = score(event, arrival)  # type: ignore[misc]
+                event = decode(domain, value, MAX_EVENT_BYTES)
+                # The broker stamps arrival (LogAppendTime); a sensor cannot fake it.
+                if arrival > 0 and event["_ts"] > arrival + max_future:
+                    raise InvalidEvent(
+                        "future_timestamp",
+                        f"'ts' is {event['_ts'] - arrival:.0f} s after the broker's "
+                        f"arrival time (limit {max_future:.0f} s)",
+                    )
+                found = score(event, arrival)  # type: ignore[misc]
                 if found:
                     for det in found:
                         if len(orjson.dumps(det)) > MAX_DETECTION_BYTES:
@@ -162,11 +161,7 @@ class EventProcessor:
                         if v is not None and v != "":
                             out.append((prefix + str(v).encode(), head + tail))
             except Exception as exc:  # one record's failure must not lose its batch
-                code, detail = failure(exc)
-                self.metrics.invalid_counter(domain, code).inc()
-                deadletters.append(
-                    deadletter(value, topic, partition, offset, code, detail, key=key)
-                )
+                self._dead(domain, value, topic, partition, offset, key, exc, deadletters)
         if current is not None:
             next_offset[current] = last + 1
         # One increment per batch: the counter's lock is not taken per event. (Re-keyed
@@ -176,6 +171,51 @@ class EventProcessor:
         if deadletters:
             self.metrics.deadletter_counter(domain).inc(len(deadletters))
         return detections, deadletters
+
+    def _second(
+        self,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        detections: list[dict[str, Any]],
+        deadletters: list[bytes],
+    ) -> None:
+        """Score one record of the re-keyed topic: a pack of events (or one), each
+        validated by the first stage; one that fails is dead-lettered alone."""
+        engine = self.engine(REKEYED, partition)
+        assert isinstance(engine, RekeyedEngine)
+        try:
+            items = engine.items(value)
+        except Exception as exc:
+            items = []
+            self._dead(REKEYED, value, topic, partition, offset, key, exc, deadletters)
+        for item in items:
+            try:
+                found = engine.process_item(item)
+                for det in found:
+                    if len(orjson.dumps(det)) > MAX_DETECTION_BYTES:
+                        raise InvalidEvent("too_large", "its detection would be too large")
+                detections.extend(found)
+            except Exception as exc:  # one event's failure must not lose its pack
+                raw = value if len(items) == 1 else orjson.dumps(item)
+                self._dead(REKEYED, raw, topic, partition, offset, key, exc, deadletters)
+
+    def _dead(
+        self,
+        domain: str,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        exc: BaseException,
+        deadletters: list[bytes],
+    ) -> None:
+        code, detail = failure(exc)
+        self.metrics.invalid_counter(domain, code).inc()
+        deadletters.append(deadletter(value, topic, partition, offset, code, detail, key=key))
 
     def learn(
         self,
@@ -197,8 +237,13 @@ class EventProcessor:
             arrival = next(times, 0.0) if times is not None else 0.0
             try:
                 if domain == REKEYED:
-                    engine.learn(value)
-                    learnt += 1
+                    assert isinstance(engine, RekeyedEngine)
+                    for item in engine.items(value):
+                        try:
+                            engine.learn_item(item)
+                        except Exception:
+                            continue  # dead-lettered by the previous owner
+                        learnt += 1
                     continue
                 event = decode(domain, value, MAX_EVENT_BYTES)
                 if arrival > 0 and event["_ts"] > arrival + max_future:

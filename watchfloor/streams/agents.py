@@ -120,6 +120,12 @@ class StateKeeper:
         self.saving = False
         # Names the last timer checkpoint stopped before: they go first in the next.
         self._deferred: set[str] = set()
+        # Rebalances begun so far: a timer checkpoint that awaited across one drops its item.
+        self.rebalances = 0
+        # Set when an agent failed on a batch: its state is ahead of its published outputs,
+        # so nothing is checkpointed any more and the worker stops (see fail()).
+        self.failed: BaseException | None = None
+        self._crashing: asyncio.Future[None] | None = None
         # From a revocation until the assigned partitions' state is restored.
         self.rebalancing = True
         metrics = rt.metrics
@@ -138,6 +144,8 @@ class StateKeeper:
         longer owned, must not be written); the states it did not reach go first next
         time, which is right after the next batch. Each call writes at least one.
         """
+        if self.failed is not None:
+            return
         rt = self.rt
         started = time.perf_counter()
         timer = names is None
@@ -186,8 +194,14 @@ class StateKeeper:
                 # lets the agents run meanwhile (the pickle above is the consistent cut;
                 # what they change now marks the engine dirty again).
                 rt.processor.dirty.discard(key)
-                blob = await asyncio.to_thread(compress, raw)
-                if self.rebalancing:  # a revocation's own checkpoint may be newer
+                epoch = self.rebalances
+                try:
+                    blob = await asyncio.to_thread(compress, raw)
+                except BaseException:
+                    rt.processor.dirty.add(key)
+                    raise
+                # A revocation's own checkpoint may be newer (even one already over).
+                if self.rebalancing or self.rebalances != epoch or self.failed is not None:
                     rt.processor.dirty.add(key)
                     break
             else:
@@ -253,14 +267,34 @@ class StateKeeper:
                 names.add(feedback_name(tp.partition))
         return names
 
+    def fail(self, agent: str, lane: Lane, batch: list[Any], exc: BaseException) -> None:
+        """An agent raised on a batch after processing it (a publish the broker refused
+        after its retries, or a bug): the batch's outputs may be lost while the state and
+        offsets moved past it. Nothing is checkpointed any more, the batch is untracked
+        (a rebalance or shutdown would wait for it forever) and never acknowledged, and the
+        worker stops: restarted, it resumes from its last checkpoint and the committed
+        offsets, so the batch is processed again instead of lost."""
+        if self.failed is None:
+            self.failed = exc
+            log.error(
+                "agent %s failed on a batch of %d records (%s: %s); stopping so that the "
+                "worker restarts from its last checkpoint", agent, len(batch),
+                type(exc).__name__, str(exc)[:200],
+            )
+            if self.app is not None:
+                self._crashing = asyncio.ensure_future(self.app.crash(exc))
+        lane.untrack(batch)
+
     async def on_revoked(self, revoked: set) -> None:
         # Agents are idle now (Faust waited for them): hand the state over.
+        self.rebalances += 1
         self.rebalancing = True
         await self.save(self.names(revoked))
 
     async def on_assigned(self, assigned: set) -> None:
         started = time.monotonic()
         log.info("assigned %d partitions: restoring state", len(assigned))
+        self.rebalances += 1
         self.rebalancing = True
         await self._on_assigned(assigned)
         self.rebalancing = False
@@ -480,6 +514,9 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                     high = app.consumer.highwater(tps[p]) if nxt is not None else None
                     if high is not None and nxt is not None:
                         gauge.set(max(0, high - nxt))
+            except Exception as exc:
+                keeper.fail(f"score-{domain}", lane, batch, exc)
+                await asyncio.Future()  # parked until the worker stops: no further batch
             finally:
                 keeper.in_flight -= 1
             await keeper.maybe_save()
@@ -555,6 +592,9 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                         max(0, counters["incidents_opened"] - was["incidents_opened"])
                     )
                 batch_seconds.observe(time.perf_counter() - started)
+            except Exception as exc:
+                keeper.fail("alerts", lane, batch, exc)
+                await asyncio.Future()  # parked until the worker stops: no further batch
             finally:
                 keeper.in_flight -= 1
             await keeper.maybe_save()
@@ -623,6 +663,9 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     metrics.deadletter_counter("feedback").inc(len(bad))
                     await publish(app, bad)
                 lane.done(batch)
+            except Exception as exc:
+                keeper.fail("feedback", lane, batch, exc)
+                await asyncio.Future()  # parked until the worker stops: no further batch
             finally:
                 keeper.in_flight -= 1
             await keeper.maybe_save()

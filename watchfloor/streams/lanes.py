@@ -24,6 +24,7 @@ What Faust guarantees is kept, the way its stream keeps it:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -91,7 +92,20 @@ class Lane:
             for m in batch:
                 m.tracked = True
                 track(m)
+            # Faust's livelock check reads when each partition last reached a stream.
+            inbound = getattr(getattr(app, "monitor", None), "stream_inbound_time", None)
+            if inbound is not None:
+                now = time.monotonic()
+                for tp in {m.tp for m in batch}:
+                    inbound[tp] = now
             yield batch
+
+    def untrack(self, batch: list[Any]) -> None:
+        """Forget a batch that will never be acknowledged (its agent failed): a rebalance
+        or shutdown must not wait for it, and its offsets are not committed."""
+        discard = self.app.consumer._unacked_messages.discard
+        for m in batch:
+            discard(m)
 
     def done(self, batch: list[Any]) -> None:
         """Acknowledge a processed batch: its offsets may be committed."""

@@ -1,0 +1,100 @@
+"""An agent that raises on a batch after processing it (issue 12 review of the lanes).
+
+With lanes, a batch is tracked as pending acknowledgement when the agent takes it. Before
+the fix, an agent that raised (a publish refused after the producer's retries) left its
+batch tracked for ever: ``Consumer.wait_empty``, which every rebalance and shutdown awaits,
+never returned, and the supervisor's restarted agent went on acknowledging later records,
+so commits could pass the failed batch. Now the keeper untracks the batch, checkpoints
+nothing more (its state is ahead of its published outputs) and crashes the app, so the
+worker restarts from its last checkpoint and committed offsets: nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from faust.types.tuples import TP, ConsumerMessage
+from prometheus_client import CollectorRegistry
+
+from watchfloor.config import load_config
+from watchfloor.core.events import EXAMPLES
+from watchfloor.settings import Settings
+from watchfloor.streams import agents
+from watchfloor.streams.lanes import lanes_of
+from watchfloor.streams.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _message(topic: str, offset: int) -> ConsumerMessage:
+    event = dict(EXAMPLES["border"], event_id=f"b{offset}", ts=int(time.time() * 1000))
+    return ConsumerMessage(topic, 0, offset, time.time() * 1000, 0, [], b"k",
+                           orjson.dumps(event), None, tp=TP(topic, 0), generation_id=0)  # fmt: skip
+
+
+def test_a_failed_batch_is_untracked_no_state_is_saved_and_the_worker_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
+                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
+    app = faust.App(f"fail-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
+                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
+    keeper = agents.StateKeeper(app, rt)
+    keeper.rebalancing = False
+    topic = rt.config.input_topics["border"].name
+    body = agents.scoring_agent(app, rt, keeper, "border")
+    lane = lanes_of(app)[topic]
+    crashed: list[BaseException] = []
+    written: list[Any] = []
+
+    async def publish(app: Any, out: list[Any]) -> list[Any]:
+        if any(m[0] == keeper.topic for m in out):
+            written.extend(out)
+            return []
+        raise RuntimeError("KafkaTimeoutError: the broker did not acknowledge")
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    monkeypatch.setattr(agents, "publish", publish)
+    monkeypatch.setattr(app, "crash", crash)
+
+    async def run() -> tuple[list[int], bool]:
+        app.flow_control.resume()
+        app.topics._acking_topics.add(topic)
+        consumer = app.consumer
+        task = asyncio.ensure_future(body(None))  # type: ignore[arg-type]
+        await lane.put([_message(topic, 0), _message(topic, 1)])
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if crashed:
+                break
+        await lane.put([_message(topic, 2)])  # the agent takes nothing more
+        await asyncio.sleep(0.1)
+        tracked = sorted(m.offset for m in consumer._unacked_messages)
+        acked = [m for m in consumer._acked.values()]
+        waiting = asyncio.ensure_future(consumer.wait_empty())
+        await asyncio.sleep(1.5)
+        finished = waiting.done()
+        consumer._stopped.set()
+        await asyncio.wait_for(waiting, 5)
+        await keeper.save()  # the timer's checkpoint
+        await keeper.save({agents.score_name("border", 0)})  # a revocation's
+        task.cancel()
+        assert acked == [] or all(not a for a in acked)
+        return tracked, finished
+
+    tracked, finished = app.loop.run_until_complete(run())
+    assert crashed and "did not acknowledge" in str(crashed[0])
+    assert tracked == [], f"offsets still tracked after the failed batch: {tracked}"
+    assert finished, "Consumer.wait_empty() would hang the next rebalance or shutdown"
+    assert written == [], "a checkpoint ahead of the unpublished outputs was written"
+    assert len(lane) == 1  # the next batch stays unprocessed until the restart

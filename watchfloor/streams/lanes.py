@@ -16,8 +16,10 @@ What Faust guarantees is kept, the way its stream keeps it:
   at least once;
 - records fetched before a rebalance are dropped, not processed: the lane is one of the
   queues Faust's flow control clears, and a batch taken while flow is suspended or of an
-  older consumer generation is skipped (they are fetched again from the committed
-  offsets);
+  older consumer generation is skipped. They are fetched again from the committed offsets
+  (Faust's ``perform_seek`` on assignment); a partition with no committed offset yet is
+  not sought (aiokafka seeks only to offsets > 0), so records dropped there in a group's
+  first seconds are not re-read: the hole Faust's own stream queues have;
 - the consumer waits while a lane is full (back-pressure, interruptible by a rebalance).
 """
 

@@ -543,7 +543,7 @@ def main() -> None:
         result["backlog"] = drain(
             bootstrap, config, topics_file, args.events, 1, tmp, profile=args.profile
         )
-        if args.only_backlog or args.events <= 0:
+        if args.only_backlog:
             print(table(result))
             return
         if args.workers > 1:

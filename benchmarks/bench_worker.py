@@ -507,7 +507,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/worker.json")
     parser.add_argument(
         "--profile", type=Path, default=None,
-        help="py-spy collapsed stacks of the backlog worker (slows it: a diagnosis, not a run)",
+        help="py-spy collapsed stacks of the backlog worker here, and of each rate run in "
+        "FILE.rateN.txt (slows them: a diagnosis, not a measurement)",
     )
     parser.add_argument("--only-backlog", action="store_true", help="skip rates and scale-out")
     args = parser.parse_args()

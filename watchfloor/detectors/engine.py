@@ -259,17 +259,10 @@ class RekeyedEngine:
             raise InvalidEvent("not_json", "re-keyed record is not JSON") from None
         return rec if isinstance(rec, list) else [rec]
 
-    def unwrap(self, value: bytes | None) -> tuple[DomainEngine, dict[str, Any], float]:
-        """(stage engine, event, arrival) of a re-keyed record; InvalidEvent if it is not
-        one (only workers write the topic, but a record must not stop the stage)."""
-        try:
-            rec = orjson.loads(value or b"")
-        except orjson.JSONDecodeError:
-            raise InvalidEvent("not_json", "re-keyed record is not JSON") from None
-        return self.check(rec)
-
     def check(self, rec: Any) -> tuple[DomainEngine, dict[str, Any], float]:
-        """:meth:`unwrap` of a record already parsed (an item of :meth:`items`)."""
+        """(stage engine, event, arrival) of a re-keyed record (an item of :meth:`items`);
+        InvalidEvent if it is not one (only workers write the topic, but a record must
+        not stop the stage)."""
         if not isinstance(rec, dict):
             raise InvalidEvent("not_object", "re-keyed record is not an object")
         engine = self.engines.get(rec.get("s"))  # type: ignore[arg-type]
@@ -282,17 +275,9 @@ class RekeyedEngine:
             raise InvalidEvent("bad_value", "re-keyed record has no arrival time")
         return engine, event, float(arrival)
 
-    def process(self, value: bytes | None) -> Sequence[dict[str, Any]]:
-        engine, event, arrival = self.unwrap(value)
-        return engine.process(event, arrival)
-
     def process_item(self, rec: Any) -> Sequence[dict[str, Any]]:
         engine, event, arrival = self.check(rec)
         return engine.process(event, arrival)
-
-    def learn(self, value: bytes | None) -> None:
-        engine, event, arrival = self.unwrap(value)
-        engine.learn(event, arrival)
 
     def learn_item(self, rec: Any) -> None:
         engine, event, arrival = self.check(rec)

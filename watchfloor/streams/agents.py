@@ -11,9 +11,10 @@ deterministic so consumers can drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -60,19 +61,19 @@ def packed(
     over ``PACK_BYTES``), each on the partition its records' keys give, in order: one
     record to produce, fetch and acknowledge per partition instead of one per event."""
     parts = list(range(partitions))
-    open_packs: dict[int, tuple[bytes, list[bytes], list[int]]] = {}
+    keys: dict[int, bytes] = {}  # partition -> the first key of its open pack
+    values: dict[int, list[bytes]] = {}
+    sizes: dict[int, int] = {}
     out: list[Message] = []
     for key, value in records:
         p = partitioner(key, parts, parts)
-        pack = open_packs.get(p)
-        if pack is not None and pack[2][0] + len(value) > PACK_BYTES:
-            out.append((topic, pack[0], RekeyedEngine.pack(pack[1]), p))
-            pack = None
-        if pack is None:
-            pack = open_packs[p] = (key, [], [0])
-        pack[1].append(value)
-        pack[2][0] += len(value) + 1
-    out += [(topic, k, RekeyedEngine.pack(v), p) for p, (k, v, _) in open_packs.items()]
+        if p in values and sizes[p] + len(value) > PACK_BYTES:
+            out.append((topic, keys[p], RekeyedEngine.pack(values.pop(p)), p))
+        if p not in values:
+            keys[p], values[p], sizes[p] = key, [], 0
+        values[p].append(value)
+        sizes[p] += len(value) + 1
+    out += [(topic, keys[p], RekeyedEngine.pack(v), p) for p, v in values.items()]
     return out
 
 
@@ -266,6 +267,22 @@ class StateKeeper:
             elif tp.topic in self.feedback_topics:
                 names.add(feedback_name(tp.partition))
         return names
+
+    @contextlib.asynccontextmanager
+    async def handling(self, agent: str, lane: Lane, batch: list[Any]) -> AsyncIterator[None]:
+        """One batch of ``agent``: in flight (no checkpoint meanwhile) until its outputs are
+        acknowledged, then acknowledged itself so its offsets may be committed; if the agent
+        raises, :meth:`fail`. A timer checkpoint may follow."""
+        self.in_flight += 1
+        try:
+            yield
+            lane.done(batch)
+        except Exception as exc:
+            self.fail(agent, lane, batch, exc)
+            await asyncio.Future()  # parked until the worker stops: no further batch
+        finally:
+            self.in_flight -= 1
+        await self.maybe_save()
 
     def fail(self, agent: str, lane: Lane, batch: list[Any], exc: BaseException) -> None:
         """An agent raised on a batch after processing it (a publish the broker refused
@@ -487,9 +504,7 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
 
     async def score(stream: faust.StreamT) -> None:
         async for batch in lane.batches():
-            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
-            keeper.in_flight += 1
-            try:
+            async with keeper.handling(f"score-{domain}", lane, batch):
                 started = time.perf_counter()
                 records = [
                     (m.value, m.key, m.topic, m.partition, m.offset, m.timestamp) for m in batch
@@ -506,7 +521,6 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                     )
                 if out:
                     await publish(app, out)
-                lane.done(batch)
                 batch_seconds.observe(time.perf_counter() - started)
                 # Lag per partition, once per batch: records behind the end of the topic.
                 for p, gauge in lag.items():
@@ -514,12 +528,6 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
                     high = app.consumer.highwater(tps[p]) if nxt is not None else None
                     if high is not None and nxt is not None:
                         gauge.set(max(0, high - nxt))
-            except Exception as exc:
-                keeper.fail(f"score-{domain}", lane, batch, exc)
-                await asyncio.Future()  # parked until the worker stops: no further batch
-            finally:
-                keeper.in_flight -= 1
-            await keeper.maybe_save()
 
     return score
 
@@ -538,9 +546,7 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
 
     async def correlate(stream: faust.StreamT) -> None:
         async for batch in lane.batches():
-            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
-            keeper.in_flight += 1
-            try:
+            async with keeper.handling("alerts", lane, batch):
                 started = time.perf_counter()
                 outgoing = []
                 bad = []
@@ -581,7 +587,6 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                             app,
                             [(anchors_topic, h["chain"].encode(), orjson.dumps(h)) for h in heads],
                         )
-                lane.done(batch)
                 keeper.stages_dirty.update(before)
                 if outgoing:  # the stages record publications in the tracker
                     keeper.tracker_dirty = True
@@ -592,12 +597,6 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                         max(0, counters["incidents_opened"] - was["incidents_opened"])
                     )
                 batch_seconds.observe(time.perf_counter() - started)
-            except Exception as exc:
-                keeper.fail("alerts", lane, batch, exc)
-                await asyncio.Future()  # parked until the worker stops: no further batch
-            finally:
-                keeper.in_flight -= 1
-            await keeper.maybe_save()
 
     return correlate
 
@@ -630,10 +629,8 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
 
     async def feedback(stream: faust.StreamT) -> None:
         async for batch in lane.batches():
-            # In flight until its outputs are acknowledged: no checkpoint meanwhile.
-            keeper.in_flight += 1
-            keeper.tracker_dirty = True
-            try:
+            async with keeper.handling("feedback", lane, batch):
+                keeper.tracker_dirty = True
                 bad = []
                 now = time.time()
                 # Publications first: feedback is accepted only for delivered alerts, and
@@ -662,12 +659,5 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 if bad:
                     metrics.deadletter_counter("feedback").inc(len(bad))
                     await publish(app, bad)
-                lane.done(batch)
-            except Exception as exc:
-                keeper.fail("feedback", lane, batch, exc)
-                await asyncio.Future()  # parked until the worker stops: no further batch
-            finally:
-                keeper.in_flight -= 1
-            await keeper.maybe_save()
 
     return feedback

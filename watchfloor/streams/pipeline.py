@@ -127,14 +127,17 @@ class EventProcessor:
                 if current is not None:
                     next_offset[current] = last + 1
                 current = (domain, partition)
-                score = self.engine(domain, partition).process
+                engine = self.engine(domain, partition)
+                score = None if second else engine.process  # type: ignore[union-attr]
                 skip = self.skip_until.get(current, -1)
                 self.dirty.add(current)
             last = offset
             if offset < skip:
                 continue
             if second:
-                self._second(value, topic, partition, offset, key, detections, deadletters)
+                self._second(
+                    engine, value, topic, partition, offset, key, detections, deadletters  # type: ignore[arg-type]
+                )
                 continue
             try:
                 event = decode(domain, value, MAX_EVENT_BYTES)
@@ -174,6 +177,7 @@ class EventProcessor:
 
     def _second(
         self,
+        engine: RekeyedEngine,
         value: bytes | None,
         topic: str,
         partition: int,
@@ -184,8 +188,6 @@ class EventProcessor:
     ) -> None:
         """Score one record of the re-keyed topic: a pack of events (or one), each
         validated by the first stage; one that fails is dead-lettered alone."""
-        engine = self.engine(REKEYED, partition)
-        assert isinstance(engine, RekeyedEngine)
         try:
             items = engine.items(value)
         except Exception as exc:

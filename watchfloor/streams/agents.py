@@ -11,6 +11,7 @@ deterministic so consumers can drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -83,6 +84,16 @@ def dead_letter(topic: str, m: Any, code: str, detail: str) -> tuple[str, None, 
 
 
 # -- state checkpoints ------------------------------------------------------------
+# Kind of checkpointed state -> the agents that change it (see StateKeeper.busy): a
+# partition's engine its domain's scoring agent, an alert stage the alert agent, the
+# response tracker both the alert agent (publications) and the feedback agent.
+OWNERS: dict[str, Callable[[Any], tuple[str, ...]]] = {
+    "score": lambda key: (f"score-{key[0]}",),
+    "stage": lambda key: ("alerts",),
+    "feedback": lambda key: ("alerts", "feedback"),
+}
+
+
 def score_name(domain: str, partition: int) -> str:
     return f"score.{domain}.{partition}"
 
@@ -111,9 +122,11 @@ class StateKeeper:
         self.feedback_parts: set[int] = set()
         self.interval = rt.settings.checkpoint_interval
         self.last = time.monotonic()
-        # Batches between being processed and their outputs acknowledged: a checkpoint
-        # then would cover records whose outputs may still be lost.
-        self.in_flight = 0
+        # Agent -> its batches between being processed and their outputs acknowledged: a
+        # checkpoint of the state that agent changes would then cover records whose
+        # outputs may still be lost. Per agent, not one count: under steady load some
+        # agent is always mid-batch, and a worker-wide count starved every checkpoint.
+        self.busy: collections.Counter[str] = collections.Counter()
         # Alert stages (by partition) and the response tracker changed since their last
         # checkpoint: the timer writes only those.
         self.stages_dirty: set[int] = set()
@@ -140,10 +153,10 @@ class StateKeeper:
 
         The timer's checkpoint (no names) encodes one state at a time and lets the event
         loop run in between, so a checkpoint of many partitions is many short pauses, not
-        one long stall. It stops when an agent's batch goes in flight or a rebalance
-        begins meanwhile (a state ahead of its acknowledged outputs, or of a partition no
-        longer owned, must not be written); the states it did not reach go first next
-        time, which is right after the next batch. Each call writes at least one.
+        one long stall. It passes over a state whose agent has a batch in flight (a state
+        ahead of its acknowledged outputs must not be written) and stops when a rebalance
+        begins (nor one of a partition no longer owned); the states it did not write go
+        first next time, which is right after the next batch.
         """
         if self.failed is not None:
             return
@@ -170,10 +183,13 @@ class StateKeeper:
         out: list[tuple[str, bytes | None, bytes]] = []
         written: list[tuple[str, str, Any]] = []
         for i, (name, kind, key) in enumerate(items):
-            if timer and i:
-                await asyncio.sleep(0)
-                if self.in_flight or self.rebalancing:
-                    break
+            if timer:
+                if i:
+                    await asyncio.sleep(0)
+                    if self.rebalancing:
+                        break
+                if any(self.busy[agent] for agent in OWNERS[kind](key)):
+                    continue  # its agent is mid-batch: deferred to the next call
             if kind == "score":
                 engine = rt.processor.engines.get(key)
                 if engine is None:  # dropped by a rebalance
@@ -237,14 +253,11 @@ class StateKeeper:
             self.last = time.monotonic()
 
     async def maybe_save(self) -> None:
-        """Checkpoint if the interval has passed and no agent's batch is in flight (its
-        state is ahead of its acknowledged outputs: a checkpoint of it, then a crash,
-        would have the next owner skip records whose detections were never published)."""
-        if (
-            self.in_flight == 0
-            and not self.saving
-            and time.monotonic() - self.last >= self.interval
-        ):
+        """Checkpoint if the interval has passed: the states whose agents have no batch
+        in flight (such a state is ahead of its acknowledged outputs: a checkpoint of it,
+        then a crash, would have the next owner skip records whose detections were never
+        published); the others right after their agents' batches."""
+        if not self.saving and time.monotonic() - self.last >= self.interval:
             self.saving = True  # one timer checkpoint at a time: it yields to the loop
             try:
                 await self.save()
@@ -273,7 +286,7 @@ class StateKeeper:
         """One batch of ``agent``: in flight (no checkpoint meanwhile) until its outputs are
         acknowledged, then acknowledged itself so its offsets may be committed; if the agent
         raises, :meth:`fail`. A timer checkpoint may follow."""
-        self.in_flight += 1
+        self.busy[agent] += 1
         try:
             yield
             lane.done(batch)
@@ -281,7 +294,7 @@ class StateKeeper:
             self.fail(agent, lane, batch, exc)
             await asyncio.Future()  # parked until the worker stops: no further batch
         finally:
-            self.in_flight -= 1
+            self.busy[agent] -= 1
         await self.maybe_save()
 
     def fail(self, agent: str, lane: Lane, batch: list[Any], exc: BaseException) -> None:

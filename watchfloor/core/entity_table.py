@@ -6,11 +6,41 @@ Every per-entity table in watchfloor is an :class:`EntityTable`, so memory is bo
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
+
+# While a checkpoint pickles (see watchfloor.streams.increments): every table pickled in
+# full starts recording its changes, so the next checkpoint can hold only those.
+_cutting = False
+# While a checkpoint is read back: uid -> table, for the increments that follow it.
+_restoring: dict[int, EntityTable[Any]] | None = None
+
+
+@contextlib.contextmanager
+def cutting() -> Iterator[None]:
+    """Tables pickled in full meanwhile record their changes from now on."""
+    global _cutting
+    _cutting = True
+    try:
+        yield
+    finally:
+        _cutting = False
+
+
+@contextlib.contextmanager
+def restoring() -> Iterator[dict[int, EntityTable[Any]]]:
+    """Tables unpickled meanwhile, by uid (what a checkpoint's increments refer to)."""
+    global _restoring
+    _restoring = tables = {}
+    try:
+        yield tables
+    finally:
+        _restoring = None
 
 
 class EntityTable(Generic[V]):
@@ -29,7 +59,11 @@ class EntityTable(Generic[V]):
     (['d'], 2)
     """
 
-    __slots__ = ("_data", "_seen", "evicted", "expired", "max_entities", "ttl_seconds")
+    __slots__ = (
+        "_data", "_moved", "_read", "_removed", "_seen", "_uid",
+        "evicted", "expired", "max_entities", "ttl_seconds",
+    )  # fmt: skip
+    _STATE = ("_data", "_seen", "evicted", "expired", "max_entities", "ttl_seconds", "_uid")
 
     def __init__(self, max_entities: int = 100_000, ttl_seconds: float = 86_400.0) -> None:
         if max_entities < 1:
@@ -40,6 +74,16 @@ class EntityTable(Generic[V]):
         self._seen: dict[str, float] = {}
         self.evicted = 0
         self.expired = 0
+        self._untracked()
+
+    def _untracked(self) -> None:
+        # Changes since the last checkpoint of this table (None: not recorded): keys set
+        # or refreshed (moved to the end), keys read (whose value a caller may change in
+        # place) and keys gone. Each is bounded: see _gone.
+        self._uid = 0
+        self._moved: set[str] | None = None
+        self._read: set[str] | None = None
+        self._removed: set[str] | None = None
 
     def __len__(self) -> int:
         return len(self._data)
@@ -55,7 +99,12 @@ class EntityTable(Generic[V]):
 
     def get(self, key: str, default: V | None = None) -> V | None:
         """Read without touching (scoring must not change state)."""
-        return self._data.get(key, default)
+        value = self._data.get(key)
+        if value is None:
+            return default
+        if self._read is not None:
+            self._read.add(key)  # a learner may change the value it got in place
+        return value
 
     def last_seen(self, key: str) -> float | None:
         return self._seen.get(key)
@@ -70,9 +119,13 @@ class EntityTable(Generic[V]):
                 old, _ = data.popitem(last=False)
                 del self._seen[old]
                 self.evicted += 1
+                if self._removed is not None:
+                    self._gone(old)
             value = data[key] = factory()
         else:
             data.move_to_end(key)
+        if self._moved is not None:
+            self._moved.add(key)
         # Event time can step back a little (out-of-order events); keep the latest.
         seen = self._seen
         if now >= seen.get(key, now):
@@ -85,6 +138,8 @@ class EntityTable(Generic[V]):
 
     def pop(self, key: str) -> V | None:
         self._seen.pop(key, None)
+        if self._removed is not None and key in self._data:
+            self._gone(key)
         return self._data.pop(key, None)
 
     def _expire(self, now: float) -> None:
@@ -97,13 +152,77 @@ class EntityTable(Generic[V]):
             del data[key]
             del seen[key]
             self.expired += 1
+            if self._removed is not None:
+                self._gone(key)
+
+    # -- checkpoints of the changes only (watchfloor.streams.increments) -----------------
+    def _gone(self, key: str) -> None:
+        removed = self._removed
+        assert removed is not None
+        removed.add(key)
+        # More keys gone than the table holds: the changes are no smaller than the
+        # table. Stop recording (memory stays bounded); the next checkpoint has it all.
+        if len(removed) > self.max_entities:
+            self._moved = self._read = self._removed = None
+
+    @property
+    def uid(self) -> int:
+        """Non-zero while the table records its changes since its last checkpoint."""
+        return self._uid if self._moved is not None else 0
+
+    def track(self) -> None:
+        """Record changes from now on (the table has just been checkpointed in full)."""
+        if not self._uid:
+            self._uid = int.from_bytes(os.urandom(8)) >> 2 or 1
+        self._moved, self._read, self._removed = set(), set(), set()
+
+    def changes(self) -> tuple[Any, ...]:
+        """The changes since the last checkpoint, which they restart from: what
+        :meth:`apply` makes of the table as it was then to give the table as it is now
+        (its order, hence what it evicts and expires next, included)."""
+        assert self._moved is not None and self._read is not None and self._removed is not None
+        data, seen = self._data, self._seen
+        # Keys set or refreshed since and still here are exactly the last ones, in that
+        # order: each went to the end when touched, and no other key moves.
+        n = sum(1 for k in self._moved if k in data)
+        tail = []
+        for key in reversed(data):
+            if len(tail) == n:
+                break
+            tail.append((key, data[key], seen[key]))
+        tail.reverse()
+        moved = self._moved
+        read = [(k, data[k]) for k in self._read if k not in moved and k in data]
+        removed = [k for k in self._removed if k not in data]
+        self.track()
+        return (self.evicted, self.expired, removed, read, tail)
+
+    def apply(self, changes: tuple[Any, ...]) -> None:
+        """Bring the table up to date with :meth:`changes` recorded since its state."""
+        data, seen = self._data, self._seen
+        self.evicted, self.expired, removed, read, tail = changes
+        for key in removed:
+            data.pop(key, None)
+            seen.pop(key, None)
+        for key, value in read:
+            if key in data:
+                data[key] = value
+        for key, value, t in tail:
+            data[key] = value
+            data.move_to_end(key)
+            seen[key] = t
 
     def __getstate__(self) -> dict[str, object]:
-        return {s: getattr(self, s) for s in self.__slots__}
+        if _cutting:
+            self.track()
+        return {s: getattr(self, s) for s in self._STATE}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        self._untracked()
         for k, v in state.items():
             setattr(self, k, v)
+        if _restoring is not None and self._uid:
+            _restoring[self._uid] = self
 
 
 class Recent(list):  # type: ignore[type-arg]

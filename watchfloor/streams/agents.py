@@ -29,6 +29,7 @@ from watchfloor.detectors.engine import REKEYED, RekeyedEngine
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.kafka.partitioner import CachedPartitioner
 from watchfloor.streams.checkpoint import compress, pickle_state
+from watchfloor.streams.increments import pickle_base, pickle_increment
 from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
@@ -205,7 +206,14 @@ class StateKeeper:
             else:
                 state = rt.tracker
                 offsets = {t: nxt for (t, p), nxt in rt.feedback_next.items() if p == key}
-            raw = pickle_state(state)
+            ticket = None
+            if kind == "score":
+                # What changed since this worker's last checkpoint of it, or all of it.
+                increment = rt.checkpointer.increment_due(name)
+                raw = pickle_increment(state) if increment else pickle_base(state)
+                ticket = rt.checkpointer.reserve(name, increment)
+            else:
+                raw = pickle_state(state)
             if timer and kind == "score":
                 # A partition's engine is the large state: compressing it in a thread
                 # lets the agents run meanwhile (the pickle above is the consistent cut;
@@ -216,14 +224,17 @@ class StateKeeper:
                     blob = await asyncio.to_thread(compress, raw)
                 except BaseException:
                     rt.processor.dirty.add(key)
+                    rt.checkpointer.abandon(name)
                     raise
                 # A revocation's own checkpoint may be newer (even one already over).
                 if self.rebalancing or self.rebalances != epoch or self.failed is not None:
                     rt.processor.dirty.add(key)
+                    rt.checkpointer.abandon(name)
                     break
             else:
                 blob = compress(raw)
-            out.extend((self.topic, k, v) for k, v in rt.checkpointer.seal(name, blob, offsets))
+            sealed = rt.checkpointer.seal(name, blob, offsets, ticket)
+            out.extend((self.topic, k, v) for k, v in sealed)
             written.append((name, kind, key))
             if kind == "score" and not timer:
                 rt.processor.dirty.discard(key)
@@ -239,9 +250,10 @@ class StateKeeper:
                 await publish(self.app, out)
             except BaseException:
                 # Not written after all: dirty again, so the next checkpoint has them.
-                for _name, kind, key in written:
+                for name, kind, key in written:
                     if kind == "score":
                         rt.processor.dirty.add(key)
+                        rt.checkpointer.abandon(name)
                     elif kind == "stage":
                         self.stages_dirty.add(key)
                     else:

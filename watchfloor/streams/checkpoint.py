@@ -5,19 +5,28 @@ Each named state (``score.network.2``, ``alerts.0``) is pickled, compressed and 
 chunks under one of two slots, then a manifest for that slot. Writes alternate between
 slots, so a crash halfway through a checkpoint leaves the previous one intact.
 
+A partition's detector state (issue 12) is written as a base in one slot followed by
+*increments* under the same slot, each holding only what changed since the one before
+(:mod:`watchfloor.streams.increments`); a new base, in the other slot, once the
+increments add up to the base's size or number :data:`MAX_INCREMENTS`. Reading back
+applies the unbroken run of increments after the newest base: a crash halfway through
+one leaves the state of the one before.
+
 Trust (issue 9.5):
 
 * The manifest is signed as a whole — name, slot, generation, chunk count, size, the
-  blob's SHA-256, the offsets and the time — with the *checkpoint* key, a key derived for
+  blob's SHA-256, the offsets and the time, and for an increment its base's generation
+  and its place after it — with the *checkpoint* key, a key derived for
   this purpose only from the worker's master secret (:mod:`watchfloor.core.keys`). A
   re-published manifest with an altered ``next`` offset (which made a restarted worker
   skip every later event) no longer verifies; nor does one signed with the pseudonym key
   or under the version-1 scheme, which left the offsets unsigned.
-* State is read back with a restricted unpickler: only classes of watchfloor's detector,
-  alert, core and config modules, of river, of the installed detector plugins, and an
-  explicit list of builtins and standard containers can be named; functions cannot
-  (except two reconstructors of standard types). So even a record signed with the right
-  key cannot make the worker call ``os.system``, ``eval`` or ``subprocess.Popen``.
+* State is read back with a restricted unpickler (:mod:`watchfloor.streams.safe_pickle`):
+  only classes of watchfloor's detector, alert, core and config modules, of river, of the
+  installed detector plugins, and an explicit list of builtins and standard containers
+  can be named; functions cannot (except two reconstructors of standard types). So even
+  a record signed with the right key cannot make the worker call ``os.system``, ``eval``
+  or ``subprocess.Popen``.
 
 Semantics: a checkpoint is taken after a batch has been published and acknowledged; the
 consumer offsets Faust commits move independently. After a crash the new owner restores
@@ -30,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import pickle
 import time
 import zlib
@@ -40,6 +48,14 @@ from typing import Any
 
 import orjson
 
+from watchfloor.streams.increments import load_chain
+from watchfloor.streams.safe_pickle import (  # noqa: F401  (re-exported)
+    ALLOWED_GLOBALS,
+    ALLOWED_PREFIXES,
+    CheckpointRefused,
+    restricted_loads,
+)
+
 CHUNK = 512 * 1024
 SLOTS = ("a", "b")
 VERSION = 2
@@ -47,97 +63,8 @@ _SIG_LABEL = b"watchfloor/checkpoint-manifest/v2\x00"
 #: A decompressed state larger than this is refused (a compression bomb is not state).
 MAX_STATE_BYTES = 1 << 30
 MAX_CHUNKS = MAX_STATE_BYTES // 1024
-
-#: Modules whose classes (never functions) a checkpoint may name.
-ALLOWED_PREFIXES = (
-    "watchfloor.detectors",
-    "watchfloor.alerts",
-    "watchfloor.core",
-    "watchfloor.config",
-    "river",
-)
-#: Everything else a checkpoint may name, one by one.
-ALLOWED_GLOBALS = frozenset(
-    {("builtins", n) for n in (
-        "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int",
-        "list", "object", "range", "set", "slice", "str", "tuple",
-    )}
-    | {("collections", n) for n in ("Counter", "OrderedDict", "defaultdict", "deque")}
-    | {
-        ("array", "array"),
-        ("array", "_array_reconstructor"),  # rebuilds an array from bytes, nothing else
-        ("copyreg", "_reconstructor"),  # object.__new__ + base.__init__ of allowed types
-        ("datetime", "date"),
-        ("datetime", "datetime"),
-        ("datetime", "timedelta"),
-        ("datetime", "timezone"),
-        ("decimal", "Decimal"),
-        ("fractions", "Fraction"),
-        ("functools", "partial"),  # its callable must itself be allowed
-        ("random", "Random"),
-    }
-    # numpy arrays (value_anomaly's windows): dtypes and arrays rebuilt from raw bytes.
-    # An object array's elements are unpickled through this same allow-list.
-    | {("numpy", n) for n in ("dtype", "ndarray")}
-    | {
-        (f"numpy.{core}.{module}", n)
-        for core in ("core", "_core")
-        for module, n in (
-            ("numeric", "_frombuffer"),
-            ("multiarray", "_reconstruct"),
-            ("multiarray", "scalar"),
-        )
-    }
-)
-
-
-class CheckpointRefused(pickle.UnpicklingError):
-    """A verified checkpoint names something it may not (never unpickled further)."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, prefixes: tuple[str, ...]) -> None:
-        super().__init__(io.BytesIO(data))
-        self._prefixes = prefixes
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        # Dotted names reach attributes of attributes (``Cls.method.__globals__``).
-        if "." not in name and not name.startswith("__") and _under(module, self._prefixes):
-            obj = super().find_class(module, name)
-            # A class defined there: not a function, nor a name imported from elsewhere
-            # (``from subprocess import Popen`` in an allowed module stays refused).
-            if isinstance(obj, type) and obj.__module__ == module:
-                return obj
-        raise CheckpointRefused(f"checkpoint names {module}.{name}: not an allowed class")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointRefused("checkpoint uses persistent ids")
-
-
-def _under(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-def restricted_loads(data: bytes, extra_prefixes: Iterable[str] = ()) -> Any:
-    """Unpickle ``data`` allowing only the classes described in the module doc (plus
-    classes of the modules under ``extra_prefixes``); raise CheckpointRefused otherwise.
-
-    >>> import os, pickle
-    >>> class Evil:
-    ...     def __reduce__(self):
-    ...         return (os.system, ("echo pwned",))
-    >>> restricted_loads(pickle.dumps(Evil()))
-    Traceback (most recent call last):
-    ...
-    watchfloor.streams.checkpoint.CheckpointRefused: checkpoint names posix.system: not an \
-allowed class
-    >>> from collections import deque
-    >>> restricted_loads(pickle.dumps({"q": deque([1, 2], maxlen=3)}))
-    {'q': deque([1, 2], maxlen=3)}
-    """
-    return _RestrictedUnpickler(data, ALLOWED_PREFIXES + tuple(extra_prefixes)).load()
+#: Increments after one base at most: a restore reads and applies all of them.
+MAX_INCREMENTS = 64
 
 
 @dataclass
@@ -160,6 +87,26 @@ def compress(raw: bytes) -> bytes:
     return zlib.compress(raw, 1)
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """A checkpoint's place, taken when its state is pickled (see Checkpointer.reserve)."""
+
+    name: str
+    generation: int
+    slot: str
+    base: int  # generation of the base it extends (its own for a base)
+    seq: int  # 0 for a base, n for the n-th increment after it
+
+
+@dataclass
+class _Chain:
+    base: int
+    slot: str
+    count: int = 0  # increments after the base so far
+    size: int = 0  # the base's size once sealed (0: not yet)
+    added: int = 0  # the increments' sizes, summed
+
+
 class Checkpointer:
     """Encode states into messages for the checkpoint topic, and decode them back.
 
@@ -178,6 +125,8 @@ class Checkpointer:
         self.allowed = tuple(allowed_modules)
         # name -> (generation, slot) of the last checkpoint written or restored here
         self.last: dict[str, tuple[int, str]] = {}
+        # name -> the base this worker wrote last and the increments after it
+        self.chains: dict[str, _Chain] = {}
         # (name, reason) of checkpoints that verified but were refused by the unpickler
         self.refused: list[tuple[str, str]] = []
 
@@ -195,34 +144,83 @@ class Checkpointer:
         """Messages (key, value) that store ``state`` under ``name``; manifest last."""
         return self.seal(name, compress(pickle_state(state)), offsets)
 
-    def seal(
-        self, name: str, blob: bytes, offsets: dict[str, int] | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        """:meth:`encode` of a state already pickled and compressed (``blob``)."""
+    # -- bases and increments ---------------------------------------------------------
+    def increment_due(self, name: str) -> bool:
+        """Whether the next checkpoint of ``name`` may be an increment: this worker wrote
+        its base, and the increments since are fewer than MAX_INCREMENTS and smaller
+        than the base (a restore reads at most twice the state)."""
+        chain = self.chains.get(name)
+        return (
+            chain is not None
+            and chain.size > 0
+            and chain.count < MAX_INCREMENTS
+            and chain.added < chain.size
+        )
+
+    def reserve(self, name: str, increment: bool) -> Ticket:
+        """The place of a checkpoint of ``name`` whose state was just pickled (as an
+        increment of the chain if ``increment``), before it is compressed and sealed:
+        two checkpoints of one state in flight at once get successive places."""
         gen, slot = self.last.get(name, (0, SLOTS[1]))
         gen += 1
-        slot = SLOTS[0] if slot == SLOTS[1] else SLOTS[1]
+        chain = self.chains.get(name)
+        if increment and chain is not None:
+            chain.count += 1
+            ticket = Ticket(name, gen, chain.slot, chain.base, chain.count)
+        else:
+            slot = SLOTS[0] if slot == SLOTS[1] else SLOTS[1]
+            self.chains[name] = _Chain(gen, slot)
+            ticket = Ticket(name, gen, slot, gen, 0)
+        self.last[name] = (gen, ticket.slot)
+        return ticket
+
+    def abandon(self, name: str) -> None:
+        """A reserved checkpoint of ``name`` was not written: its changes are in no
+        increment, so none may follow; the next checkpoint is a base."""
+        self.chains.pop(name, None)
+
+    def seal(
+        self,
+        name: str,
+        blob: bytes,
+        offsets: dict[str, int] | None = None,
+        ticket: Ticket | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """:meth:`encode` of a state already pickled and compressed (``blob``), in the
+        place ``ticket`` reserved (default: a base reserved now)."""
+        t = ticket or self.reserve(name, False)
+        if t.seq:
+            prefix, manifest_key = f"d|{name}|{t.slot}|{t.seq}", f"n|{name}|{t.slot}|{t.seq}"
+        else:
+            prefix, manifest_key = f"c|{name}|{t.slot}", f"m|{name}|{t.slot}"
         chunks = [blob[i : i + self.chunk_size] for i in range(0, len(blob), self.chunk_size)]
-        out = [(f"c|{name}|{slot}|{i}".encode(), c) for i, c in enumerate(chunks)]
+        out = [(f"{prefix}|{i}".encode(), c) for i, c in enumerate(chunks)]
         manifest: dict[str, Any] = {
             "v": VERSION,
             "name": name,
-            "slot": slot,
-            "gen": gen,
+            "slot": t.slot,
+            "gen": t.generation,
             "chunks": len(chunks),
             "size": len(blob),
             "sha256": hashlib.sha256(blob).hexdigest(),
             "offsets": dict(offsets or {}),
             "time": time.time(),
         }
+        if t.seq:
+            manifest["base"], manifest["seq"] = t.base, t.seq
         manifest["sig"] = self.sign(manifest)
-        out.append((f"m|{name}|{slot}".encode(), orjson.dumps(manifest)))
-        self.last[name] = (gen, slot)
+        out.append((manifest_key.encode(), orjson.dumps(manifest)))
+        chain = self.chains.get(name)
+        if chain is not None and chain.base == t.base:
+            if t.seq:
+                chain.added += len(blob)
+            else:
+                chain.size = len(blob)
         return out
 
     def verified(self, key: bytes, value: bytes) -> dict[str, Any] | None:
         """The manifest in record (``key``, ``value``) if it is well-formed, signed with
-        our key, and stored under its own name and slot; else None."""
+        our key, and stored under its own name, slot and place; else None."""
         try:
             m = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -233,7 +231,13 @@ class Checkpointer:
         if not isinstance(sig, str) or not hmac.compare_digest(self.sign(m), sig):
             return None
         name, slot = m.get("name"), m.get("slot")
-        if key != f"m|{name}|{slot}".encode() or slot not in SLOTS:
+        if "seq" in m:
+            if not (_nat(m["seq"]) and m["seq"] >= 1 and _nat(m.get("base"))):
+                return None
+            expected = f"n|{name}|{slot}|{m['seq']}"
+        else:
+            expected = f"m|{name}|{slot}"
+        if key != expected.encode() or slot not in SLOTS:
             return None
         ok = (
             _nat(m.get("gen"))
@@ -251,46 +255,78 @@ class Checkpointer:
         self, records: Iterable[tuple[bytes, bytes | None]], wanted: set[str] | None = None
     ) -> dict[str, Restored]:
         """The newest verifiable state per name (only ``wanted`` names, if given) from the
-        topic's records, in topic order."""
+        topic's records, in topic order: its newest base and the unbroken run of
+        increments after it."""
         latest: dict[bytes, bytes | None] = {}
         for key, value in records:
             latest[key] = value
-        manifests: dict[str, list[dict[str, Any]]] = {}
+        bases: dict[str, list[dict[str, Any]]] = {}
+        # (name, slot, base generation) -> seq -> manifest
+        increments: dict[tuple[str, str, int], dict[int, dict[str, Any]]] = {}
         for key, value in latest.items():
-            if key.startswith(b"m|") and value is not None:
+            if value is not None and key[:2] in (b"m|", b"n|"):
                 m = self.verified(key, value)
-                if m is not None:
-                    manifests.setdefault(m["name"], []).append(m)
+                if m is None:
+                    continue
+                if "seq" in m:
+                    run = increments.setdefault((m["name"], m["slot"], m["base"]), {})
+                    run[m["seq"]] = m
+                else:
+                    bases.setdefault(m["name"], []).append(m)
         restored: dict[str, Restored] = {}
-        for name, candidates in manifests.items():
+        for name, candidates in bases.items():
             if wanted is not None and name not in wanted:
                 continue
             for m in sorted(candidates, key=lambda m: m["gen"], reverse=True):
-                state = self._load(name, m, latest)
+                run = increments.get((name, m["slot"], m["gen"]), {})
+                state, last = self._load(name, m, run, latest)
                 if state is _MISSING:
                     continue  # torn (crash mid-write), forged or refused: try the other slot
-                restored[name] = Restored(name, state, m["gen"], m["offsets"], m["time"])
-                self.last[name] = (m["gen"], m["slot"])
+                restored[name] = Restored(name, state, last["gen"], last["offsets"], last["time"])
+                self.last[name] = (last["gen"], m["slot"])
+                self.chains.pop(name, None)  # not this worker's chain: a base comes next
                 break
         return restored
 
-    def _load(self, name: str, m: dict[str, Any], latest: dict[bytes, bytes | None]) -> Any:
-        blob = b"".join(
-            latest.get(f"c|{name}|{m['slot']}|{i}".encode()) or b"" for i in range(m["chunks"])
-        )
+    def _blob(self, m: dict[str, Any], prefix: str, latest: dict[bytes, bytes | None]) -> bytes:
+        blob = b"".join(latest.get(f"{prefix}|{i}".encode()) or b"" for i in range(m["chunks"]))
         if len(blob) != m["size"] or not hmac.compare_digest(
             hashlib.sha256(blob).hexdigest(), m["sha256"]
         ):
-            return _MISSING
+            return b""
+        return blob
+
+    def _load(
+        self,
+        name: str,
+        m: dict[str, Any],
+        run: dict[int, dict[str, Any]],
+        latest: dict[bytes, bytes | None],
+    ) -> tuple[Any, dict[str, Any]]:
+        blob = self._blob(m, f"c|{name}|{m['slot']}", latest)
+        if not blob:
+            return _MISSING, m
+        blobs, last = [blob], m
+        # The increments in order, while each is whole and newer than the one before.
+        seq = 1
+        while (nxt := run.get(seq)) is not None and nxt["gen"] > last["gen"]:
+            blob = self._blob(nxt, f"d|{name}|{m['slot']}|{seq}", latest)
+            if not blob:
+                break  # a crash mid-write: the state as of the increment before
+            blobs.append(blob)
+            last, seq = nxt, seq + 1
         try:
-            inflate = zlib.decompressobj()
-            data = inflate.decompress(blob, MAX_STATE_BYTES)
-            if inflate.unconsumed_tail:
-                raise CheckpointRefused("state larger than MAX_STATE_BYTES")
-            return restricted_loads(data, self.allowed)
+            budget, raws = MAX_STATE_BYTES, []
+            for blob in blobs:
+                inflate = zlib.decompressobj()
+                raws.append(inflate.decompress(blob, budget))
+                budget -= len(raws[-1])
+                if inflate.unconsumed_tail or budget <= 0:
+                    raise CheckpointRefused("state larger than MAX_STATE_BYTES")
+            return load_chain(raws, self.allowed), last
         except Exception as exc:  # refused, or damaged despite its signature
             self.refused.append((name, str(exc)[:200]))
-            return _MISSING
+            return _MISSING, m
 
 
 _MISSING = object()

@@ -72,12 +72,12 @@ def test_a_failed_batch_is_untracked_no_state_is_saved_and_the_worker_stops(
         app.topics._acking_topics.add(topic)
         consumer = app.consumer
         task = asyncio.ensure_future(body(None))  # type: ignore[arg-type]
-        await lane.put([_message(topic, 0), _message(topic, 1)])
+        lane.put([_message(topic, 0), _message(topic, 1)])
         for _ in range(100):
             await asyncio.sleep(0.02)
             if crashed:
                 break
-        await lane.put([_message(topic, 2)])  # the agent takes nothing more
+        lane.put([_message(topic, 2)])  # the agent takes nothing more
         await asyncio.sleep(0.1)
         tracked = sorted(m.offset for m in consumer._unacked_messages)
         acked = [m for m in consumer._acked.values()]

@@ -561,7 +561,8 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     batch_seconds = metrics.batch_seconds.labels("alerts")
-    lane = Lane(app, [rt.config.topic("detections").name], rt.settings.batch_size)
+    # Urgent: detections are fetched ahead of the input backlog (their alerts are due).
+    lane = Lane(app, [rt.config.topic("detections").name], rt.settings.batch_size, urgent=True)
     # Signed heads of the audit chains, published once the records they vouch for are
     # acknowledged (so an anchor never points past what the topic holds).
     anchors_topic = next((t.name for t in rt.config.topics if t.role == "anchors"), None)
@@ -650,7 +651,7 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     agency_of = keeper.feedback_topics
-    lane = Lane(app, [*agency_of, keeper.published_topic], rt.settings.batch_size)
+    lane = Lane(app, [*agency_of, keeper.published_topic], rt.settings.batch_size, urgent=True)
 
     async def feedback(stream: faust.StreamT) -> None:
         async for batch in lane.batches():

@@ -20,7 +20,14 @@ What Faust guarantees is kept, the way its stream keeps it:
   (Faust's ``perform_seek`` on assignment); a partition with no committed offset yet is
   not sought (aiokafka seeks only to offsets > 0), so records dropped there in a group's
   first seconds are not re-read: the hole Faust's own stream queues have;
-- the consumer waits while a lane is full (back-pressure, interruptible by a rebalance).
+- an *urgent* lane's partitions (detections, feedback) are fetched ahead of the others
+  at every turn of the consumer: Kafka's client hands out what it prefetched partition
+  by partition, so a detection otherwise waited behind every input record already
+  fetched (seconds, tens of thousands of events, in a backlog);
+- back-pressure per lane: a full lane stops the fetching of its own partitions only
+  (Faust's ``on_buffer_full``, as its stream buffers do) until its agent takes from it,
+  so a backlog of events never holds up the fetching of the detections whose alerts are
+  due (issue 12); records fetched meanwhile still go to the lane (bounded: one fetch).
 """
 
 from __future__ import annotations
@@ -37,16 +44,19 @@ __all__ = ["Lane", "lanes_of"]
 class Lane:
     """Records of ``topics`` for one agent, taken ``size`` at most at a time."""
 
-    def __init__(self, app: Any, topics: Iterable[str], size: int, limit: int = 0) -> None:
+    def __init__(
+        self, app: Any, topics: Iterable[str], size: int, limit: int = 0, urgent: bool = False
+    ) -> None:
         self.app = app
         self.topics = frozenset(topics)
         self.size = size
+        self.urgent = urgent
         # The consumer waits beyond this many buffered records (a few batches' worth).
         self.limit = limit or 4 * size
         self._buf: deque[Any] = deque()
         self._ready = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
+        # Partitions whose fetching this lane stopped while full.
+        self._held: set[Any] = set()
         # Flow control clears the lane when a rebalance starts and when flow resumes.
         app.flow_control.manage_queue(self)
         lanes_of(app).update(dict.fromkeys(self.topics, self))
@@ -54,24 +64,40 @@ class Lane:
     def __len__(self) -> int:
         return len(self._buf)
 
-    async def put(self, messages: list[Any]) -> None:
-        """Append fetched records (the consumer's side); waits while the lane is full."""
-        if len(self._buf) >= self.limit:
-            self._space.clear()
-            await self._space.wait()
+    @property
+    def holding(self) -> bool:
+        """Whether the lane, full, stopped the fetching of its partitions."""
+        return bool(self._held)
+
+    def put(self, messages: list[Any]) -> None:
+        """Append fetched records (the consumer's side); once the lane is full, its
+        partitions are not fetched until the agent took a batch."""
         self._buf.extend(messages)
         self._ready.set()
+        if len(self._buf) >= self.limit:
+            consumer = self.app.consumer
+            for tp in consumer.assignment():
+                if tp.topic in self.topics and tp not in self._held:
+                    self._held.add(tp)
+                    consumer.on_buffer_full(tp)
+
+    def _release(self) -> None:
+        consumer = self.app.consumer
+        for tp in self._held:
+            consumer.on_buffer_drop(tp)
+        self._held.clear()
 
     def clear(self) -> None:
         """Drop every buffered record (called by Faust's flow control)."""
         self._buf.clear()
         self._ready.clear()
-        self._space.set()
+        if self._held:
+            self._release()
 
     async def batches(self) -> AsyncIterator[list[Any]]:
         """Batches of at most ``size`` records, each tracked as pending acknowledgement;
         the agent calls :meth:`done` once the batch's outputs are acknowledged."""
-        buf, ready, space, app = self._buf, self._ready, self._space, self.app
+        buf, ready, app = self._buf, self._ready, self.app
         flow = app.flow_control
         while True:
             if not buf:
@@ -80,8 +106,8 @@ class Lane:
                 continue
             n = min(self.size, len(buf))
             batch = [buf.popleft() for _ in range(n)]
-            if len(buf) < self.limit:
-                space.set()
+            if self._held and len(buf) < self.limit:
+                self._release()
             # As Faust's stream does: nothing fetched before a rebalance is processed.
             if not flow.is_active():
                 continue

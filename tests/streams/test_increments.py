@@ -259,11 +259,13 @@ def test_an_abandoned_checkpoint_is_followed_by_a_base() -> None:
     cp = Checkpointer(KEYS.checkpoint)
     t: EntityTable[int] = EntityTable()
     msgs = chain(cp, t, 3)
+    before = dict(cp.last)
     t.put("lost", 9.0, 9)
     pickle_increment({"t": t})  # cut, then the write fails
-    cp.reserve("score.network.0", True)
-    cp.abandon("score.network.0")
+    ticket = cp.reserve("score.network.0", True)
+    cp.abandon(ticket)
     assert not cp.increment_due("score.network.0")
+    assert cp.last == before  # the last checkpoint of it is the one before, as written
     msgs += chain(cp, t, 1)
     got = Checkpointer(KEYS.checkpoint).decode(msgs)["score.network.0"].state
     assert "lost" in got["t"]
@@ -300,3 +302,46 @@ def test_an_increment_of_a_table_the_base_lacks_is_refused() -> None:
     with pytest.raises(pickle.UnpicklingError, match="table"):
         load_chain([other, step])
     assert zlib.decompress(compress(step)) == step
+
+
+def test_an_increment_left_over_from_another_workers_chain_is_not_grafted() -> None:
+    """After a takeover, a new owner's base can get the generation and slot of an
+    increment the previous owner left on the topic (its base never written): that
+    increment was made on another base and must not be applied to this one."""
+    name = "score.network.0"
+    a = Checkpointer(KEYS.checkpoint)
+    ta: EntityTable[str] = EntityTable()
+    ta.put("x", 0.0, "A")
+    old_base = a.reserve(name, False)
+    raw_base = pickle_base({"t": ta})
+    a.seal(name, compress(raw_base), {"next": 10}, old_base)  # never published
+    ta.put("stale", 1.0, "A-stale")
+    stale = a.seal(name, compress(pickle_increment({"t": ta})), {"next": 40},
+                   a.reserve(name, True))  # fmt: skip
+    b = Checkpointer(KEYS.checkpoint)  # the new owner, with nothing restored
+    tb: EntityTable[str] = EntityTable()
+    tb.put("w", 0.0, "W")
+    tb._uid = ta._uid  # as if restored from the previous owner's earlier checkpoint
+    fresh = b.seal(name, compress(pickle_base({"t": tb})), {"next": 50})
+    assert orjson.loads(fresh[-1][1])["gen"] == old_base.generation  # the same place
+    got = Checkpointer(KEYS.checkpoint).decode([*stale, *fresh])[name]
+    assert sorted(got.state["t"].keys()) == ["w"] and got.offsets == {"next": 50}
+
+
+def test_a_refused_increment_restores_the_state_before_it() -> None:
+    cp = Checkpointer(KEYS.checkpoint)
+    t: EntityTable[int] = EntityTable()
+    t.put("padding", 0.0, 0)
+    msgs = chain(cp, t, 4)
+    # A validly signed increment whose table reference does not resolve (stands for
+    # any increment the unpickler refuses).
+    orphan: EntityTable[int] = EntityTable()
+    pickle_base({"t": orphan})
+    orphan.put("z", 0.0, 1)
+    bad = pickle_increment({"t": orphan})
+    msgs += cp.seal("score.network.0", compress(bad), {"next": 99},
+                    cp.reserve("score.network.0", True))  # fmt: skip
+    reader = Checkpointer(KEYS.checkpoint)
+    got = reader.decode(msgs)["score.network.0"]
+    assert got.offsets == {"next": 3} and "k3" in got.state["t"]
+    assert reader.refused  # and said so

@@ -41,6 +41,10 @@ def restoring() -> Iterator[dict[int, EntityTable[Any]]]:
         yield tables
     finally:
         _restoring = None
+        # Restored tables are no one's record: the next checkpoint gives them new ids, so
+        # no increment of the chain they came from can ever name them again.
+        for table in tables.values():
+            table._uid = 0
 
 
 class EntityTable(Generic[V]):

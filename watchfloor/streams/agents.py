@@ -28,7 +28,7 @@ from watchfloor.config import TopicSpec
 from watchfloor.detectors.engine import REKEYED, RekeyedEngine
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.kafka.partitioner import CachedPartitioner
-from watchfloor.streams.checkpoint import compress, pickle_state
+from watchfloor.streams.checkpoint import Ticket, compress, pickle_state
 from watchfloor.streams.increments import pickle_base, pickle_increment
 from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
@@ -132,7 +132,7 @@ class StateKeeper:
         # checkpoint: the timer writes only those.
         self.stages_dirty: set[int] = set()
         self.tracker_dirty = True
-        self.saving = False
+        self._lock = asyncio.Lock()
         # Names the last timer checkpoint stopped before: they go first in the next.
         self._deferred: set[str] = set()
         # Rebalances begun so far: a timer checkpoint that awaited across one drops its item.
@@ -182,13 +182,13 @@ class StateKeeper:
         if timer:
             items.sort(key=lambda item: item[0] not in self._deferred)
         out: list[tuple[str, bytes | None, bytes]] = []
-        written: list[tuple[str, str, Any]] = []
+        written: list[tuple[str, str, Any, Ticket | None]] = []
         for i, (name, kind, key) in enumerate(items):
             if timer:
                 if i:
                     await asyncio.sleep(0)
-                    if self.rebalancing:
-                        break
+                if self.rebalancing:
+                    break  # the revocation's checkpoint (after this one) hands over
                 if any(self.busy[agent] for agent in OWNERS[kind](key)):
                     continue  # its agent is mid-batch: deferred to the next call
             if kind == "score":
@@ -210,7 +210,11 @@ class StateKeeper:
             if kind == "score":
                 # What changed since this worker's last checkpoint of it, or all of it.
                 increment = rt.checkpointer.increment_due(name)
-                raw = pickle_increment(state) if increment else pickle_base(state)
+                try:
+                    raw = pickle_increment(state) if increment else pickle_base(state)
+                except BaseException:
+                    rt.checkpointer.forget(name)  # the tables' record may be reset
+                    raise
                 ticket = rt.checkpointer.reserve(name, increment)
             else:
                 raw = pickle_state(state)
@@ -224,18 +228,18 @@ class StateKeeper:
                     blob = await asyncio.to_thread(compress, raw)
                 except BaseException:
                     rt.processor.dirty.add(key)
-                    rt.checkpointer.abandon(name)
+                    rt.checkpointer.abandon(ticket)
                     raise
-                # A revocation's own checkpoint may be newer (even one already over).
+                # The revocation's own checkpoint comes after this one (see _lock).
                 if self.rebalancing or self.rebalances != epoch or self.failed is not None:
                     rt.processor.dirty.add(key)
-                    rt.checkpointer.abandon(name)
+                    rt.checkpointer.abandon(ticket)
                     break
             else:
                 blob = compress(raw)
             sealed = rt.checkpointer.seal(name, blob, offsets, ticket)
             out.extend((self.topic, k, v) for k, v in sealed)
-            written.append((name, kind, key))
+            written.append((name, kind, key, ticket))
             if kind == "score" and not timer:
                 rt.processor.dirty.discard(key)
             elif kind == "stage":
@@ -250,10 +254,11 @@ class StateKeeper:
                 await publish(self.app, out)
             except BaseException:
                 # Not written after all: dirty again, so the next checkpoint has them.
-                for name, kind, key in written:
+                for _name, kind, key, ticket in written:
                     if kind == "score":
                         rt.processor.dirty.add(key)
-                        rt.checkpointer.abandon(name)
+                        if ticket is not None:
+                            rt.checkpointer.abandon(ticket)
                     elif kind == "stage":
                         self.stages_dirty.add(key)
                     else:
@@ -269,12 +274,9 @@ class StateKeeper:
         in flight (such a state is ahead of its acknowledged outputs: a checkpoint of it,
         then a crash, would have the next owner skip records whose detections were never
         published); the others right after their agents' batches."""
-        if not self.saving and time.monotonic() - self.last >= self.interval:
-            self.saving = True  # one timer checkpoint at a time: it yields to the loop
-            try:
+        if not self._lock.locked() and time.monotonic() - self.last >= self.interval:
+            async with self._lock:  # one checkpoint at a time: it yields to the loop
                 await self.save()
-            finally:
-                self.saving = False
 
     async def idle_save(self) -> None:
         """The timer's checkpoint: agents checkpoint after their batches, so a worker
@@ -331,7 +333,10 @@ class StateKeeper:
         # Agents are idle now (Faust waited for them): hand the state over.
         self.rebalances += 1
         self.rebalancing = True
-        await self.save(self.names(revoked))
+        # After a timer checkpoint still writing (it stops at its next state): else this
+        # one could extend a cut of it that is then not written, or be overtaken by it.
+        async with self._lock:
+            await self.save(self.names(revoked))
 
     async def on_assigned(self, assigned: set) -> None:
         started = time.monotonic()

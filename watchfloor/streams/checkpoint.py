@@ -96,6 +96,8 @@ class Ticket:
     slot: str
     base: int  # generation of the base it extends (its own for a base)
     seq: int  # 0 for a base, n for the n-th increment after it
+    base_sha: str  # SHA-256 of the base's blob ("" for a base)
+    previous: tuple[int, str] | None  # Checkpointer.last before this reservation
 
 
 @dataclass
@@ -105,6 +107,7 @@ class _Chain:
     count: int = 0  # increments after the base so far
     size: int = 0  # the base's size once sealed (0: not yet)
     added: int = 0  # the increments' sizes, summed
+    sha: str = ""  # the base blob's SHA-256, once sealed
 
 
 class Checkpointer:
@@ -161,22 +164,33 @@ class Checkpointer:
         """The place of a checkpoint of ``name`` whose state was just pickled (as an
         increment of the chain if ``increment``), before it is compressed and sealed:
         two checkpoints of one state in flight at once get successive places."""
-        gen, slot = self.last.get(name, (0, SLOTS[1]))
+        previous = self.last.get(name)
+        gen, slot = previous or (0, SLOTS[1])
         gen += 1
         chain = self.chains.get(name)
-        if increment and chain is not None:
+        if increment and chain is not None and chain.sha:
             chain.count += 1
-            ticket = Ticket(name, gen, chain.slot, chain.base, chain.count)
+            ticket = Ticket(name, gen, chain.slot, chain.base, chain.count, chain.sha, previous)
         else:
             slot = SLOTS[0] if slot == SLOTS[1] else SLOTS[1]
             self.chains[name] = _Chain(gen, slot)
-            ticket = Ticket(name, gen, slot, gen, 0)
+            ticket = Ticket(name, gen, slot, gen, 0, "", previous)
         self.last[name] = (gen, ticket.slot)
         return ticket
 
-    def abandon(self, name: str) -> None:
-        """A reserved checkpoint of ``name`` was not written: its changes are in no
-        increment, so none may follow; the next checkpoint is a base."""
+    def abandon(self, ticket: Ticket) -> None:
+        """The checkpoint ``ticket`` reserved was not written: its changes are in no
+        increment, so none may follow (the next checkpoint is a base), and the last one
+        of its name is the one before."""
+        self.chains.pop(ticket.name, None)
+        if self.last.get(ticket.name) == (ticket.generation, ticket.slot):
+            if ticket.previous is None:
+                self.last.pop(ticket.name, None)
+            else:
+                self.last[ticket.name] = ticket.previous
+
+    def forget(self, name: str) -> None:
+        """The next checkpoint of ``name`` is a base (its tables' record may be lost)."""
         self.chains.pop(name, None)
 
     def seal(
@@ -207,7 +221,9 @@ class Checkpointer:
             "time": time.time(),
         }
         if t.seq:
-            manifest["base"], manifest["seq"] = t.base, t.seq
+            # Its base by generation and by content: an increment left over from another
+            # worker's chain (same slot and generation after a takeover) does not fit.
+            manifest["base"], manifest["seq"], manifest["base_sha"] = t.base, t.seq, t.base_sha
         manifest["sig"] = self.sign(manifest)
         out.append((manifest_key.encode(), orjson.dumps(manifest)))
         chain = self.chains.get(name)
@@ -215,7 +231,7 @@ class Checkpointer:
             if t.seq:
                 chain.added += len(blob)
             else:
-                chain.size = len(blob)
+                chain.size, chain.sha = len(blob), manifest["sha256"]
         return out
 
     def verified(self, key: bytes, value: bytes) -> dict[str, Any] | None:
@@ -232,7 +248,12 @@ class Checkpointer:
             return None
         name, slot = m.get("name"), m.get("slot")
         if "seq" in m:
-            if not (_nat(m["seq"]) and m["seq"] >= 1 and _nat(m.get("base"))):
+            if not (
+                _nat(m["seq"])
+                and m["seq"] >= 1
+                and _nat(m.get("base"))
+                and isinstance(m.get("base_sha"), str)
+            ):
                 return None
             expected = f"n|{name}|{slot}|{m['seq']}"
         else:
@@ -306,27 +327,37 @@ class Checkpointer:
         blob = self._blob(m, f"c|{name}|{m['slot']}", latest)
         if not blob:
             return _MISSING, m
-        blobs, last = [blob], m
-        # The increments in order, while each is whole and newer than the one before.
+        blobs, manifests = [blob], [m]
+        # The increments in order, while each is whole, newer than the one before and
+        # made on this very base.
         seq = 1
-        while (nxt := run.get(seq)) is not None and nxt["gen"] > last["gen"]:
+        while (
+            (nxt := run.get(seq)) is not None
+            and nxt["gen"] > manifests[-1]["gen"]
+            and hmac.compare_digest(nxt["base_sha"], m["sha256"])
+        ):
             blob = self._blob(nxt, f"d|{name}|{m['slot']}|{seq}", latest)
             if not blob:
                 break  # a crash mid-write: the state as of the increment before
             blobs.append(blob)
-            last, seq = nxt, seq + 1
-        try:
-            budget, raws = MAX_STATE_BYTES, []
-            for blob in blobs:
-                inflate = zlib.decompressobj()
-                raws.append(inflate.decompress(blob, budget))
-                budget -= len(raws[-1])
-                if inflate.unconsumed_tail or budget <= 0:
-                    raise CheckpointRefused("state larger than MAX_STATE_BYTES")
-            return load_chain(raws, self.allowed), last
-        except Exception as exc:  # refused, or damaged despite its signature
-            self.refused.append((name, str(exc)[:200]))
-            return _MISSING, m
+            manifests.append(nxt)
+            seq += 1
+        while True:
+            try:
+                budget, raws = MAX_STATE_BYTES, []
+                for blob in blobs:
+                    inflate = zlib.decompressobj()
+                    raws.append(inflate.decompress(blob, budget))
+                    budget -= len(raws[-1])
+                    if inflate.unconsumed_tail or budget <= 0:
+                        raise CheckpointRefused("state larger than MAX_STATE_BYTES")
+                return load_chain(raws, self.allowed), manifests[len(blobs) - 1]
+            except Exception as exc:  # refused, or damaged despite its signature
+                self.refused.append((name, str(exc)[:200]))
+                failed = getattr(exc, "increment", 0)
+                if failed < 1:
+                    return _MISSING, m
+                del blobs[failed:]  # the state as of the increment before the bad one
 
 
 _MISSING = object()

@@ -87,15 +87,19 @@ def load_chain(blobs: Sequence[bytes], extra_prefixes: Iterable[str] = ()) -> An
     prefixes = ALLOWED_PREFIXES + tuple(extra_prefixes)
     with restoring() as tables:
         state = RestrictedUnpickler(blobs[0], prefixes).load()
-        for blob in blobs[1:]:
-            u = _IncrementUnpickler(blob, prefixes, tables)
-            state = u.load()
-            changes = u.load()
-            if not isinstance(changes, list):
-                raise CheckpointRefused("checkpoint increment without its table changes")
-            for uid, change in changes:
-                table = tables.get(uid)
-                if table is None:
-                    raise CheckpointRefused("checkpoint increment changes a table it lacks")
-                table.apply(change)
+        for i, blob in enumerate(blobs[1:], 1):
+            try:
+                u = _IncrementUnpickler(blob, prefixes, tables)
+                state = u.load()
+                changes = u.load()
+                if not isinstance(changes, list):
+                    raise CheckpointRefused("checkpoint increment without its table changes")
+                for uid, change in changes:
+                    table = tables.get(uid)
+                    if table is None:
+                        raise CheckpointRefused("checkpoint increment changes a table it lacks")
+                    table.apply(change)
+            except Exception as exc:
+                exc.increment = i  # type: ignore[attr-defined]  # the caller retries before it
+                raise
     return state

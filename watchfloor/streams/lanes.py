@@ -76,15 +76,18 @@ class Lane:
         self._ready.set()
         if len(self._buf) >= self.limit:
             consumer = self.app.consumer
-            for tp in consumer.assignment():
+            # Only partitions being fetched: never one Faust itself paused.
+            for tp in list(consumer._get_active_partitions()):
                 if tp.topic in self.topics and tp not in self._held:
                     self._held.add(tp)
                     consumer.on_buffer_full(tp)
 
     def _release(self) -> None:
         consumer = self.app.consumer
+        paused = consumer._paused_partitions  # by Faust meanwhile: stays paused
         for tp in self._held:
-            consumer.on_buffer_drop(tp)
+            if tp not in paused:
+                consumer.on_buffer_drop(tp)
         self._held.clear()
 
     def clear(self) -> None:

@@ -371,29 +371,41 @@ def drain(
 
 
 async def alert_latencies(
-    bootstrap: str, config: Config, stamps: dict[str, int], timeout: float = 20.0
+    bootstrap: str,
+    config: Config,
+    stamps: dict[str, int],
+    timeout: float = 20.0,
+    detected: dict[str, int] | None = None,
 ) -> list[tuple[float, str]]:
     """(seconds from the newest cited event's append to the alert's append, that event's
-    id) for each alert citing an event of ``stamps``."""
+    id) for each alert citing an event of ``stamps``. ``detected`` gets the append time
+    (ms) of the first detection of each of those events: the latency's split between
+    scoring and correlation."""
     from aiokafka import AIOKafkaConsumer
 
-    topics = [a.topic for a in config.agencies]
+    detections = config.topic("detections").name
+    topics = [a.topic for a in config.agencies] + [detections]
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
-    out: list[float] = []
+    out: list[tuple[float, str]] = []
     try:
         quiet_until = time.monotonic() + timeout
         while time.monotonic() < quiet_until:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batch.values():
+            for tp, records in batch.items():
                 quiet_until = time.monotonic() + 5
                 for rec in records:
-                    alert = orjson.loads(rec.value)
+                    value = orjson.loads(rec.value)
+                    if tp.topic == detections:
+                        eid = value.get("event_id")
+                        if detected is not None and eid in stamps:
+                            detected.setdefault(eid, rec.timestamp)
+                        continue
                     cited = [
                         (stamps[d["event_id"]], d["event_id"])
-                        for d in alert.get("detections", [])
+                        for d in value.get("detections", [])
                         if d.get("event_id") in stamps
                     ]
                     if cited:
@@ -431,9 +443,14 @@ def fixed_rate(
         stamps = asyncio.run(produce(bootstrap, config, events, rate=rate))
         achieved = len(events) / (time.perf_counter() - t0)
         stop_spy(spy)
-        lat = asyncio.run(alert_latencies(bootstrap, config, stamps))
+        detected: dict[str, int] = {}
+        cited = asyncio.run(alert_latencies(bootstrap, config, stamps, detected=detected))
         warm_ids = {f"probe-{PROBES - 1 - k}" for k in range(len(warm))}
-        lat = [x for x, eid in lat if eid not in warm_ids]
+        cited = [(x, eid) for x, eid in cited if eid not in warm_ids]
+        lat = [x for x, _ in cited]
+        # Event appended -> its detection appended (scoring), and the rest (correlation).
+        scoring = [(detected[e] - stamps[e]) / 1000 for _, e in cited if e in detected]
+        correlating = [x - (detected[e] - stamps[e]) / 1000 for x, e in cited if e in detected]
         cpu = proc_cpu(w.proc.pid) - cpu0
         stall = w.metric("watchfloor_event_loop_stall_max_seconds")
         return {
@@ -447,6 +464,10 @@ def fixed_rate(
             "p95_ms": round(percentile(lat, 95) * 1000, 1),
             "p99_ms": round(percentile(lat, 99) * 1000, 1),
             "max_ms": round(max(lat) * 1000, 1) if lat else None,
+            "scoring_p50_ms": round(percentile(scoring, 50) * 1000, 1),
+            "scoring_p99_ms": round(percentile(scoring, 99) * 1000, 1),
+            "correlating_p50_ms": round(percentile(correlating, 50) * 1000, 1),
+            "correlating_p99_ms": round(percentile(correlating, 99) * 1000, 1),
             "warmup_max_ms": round(max(x for x, _ in warm_lat) * 1000, 1) if warm_lat else None,
             "cpu_us_per_event": round(cpu / len(events) * 1e6, 2),
             "peak_rss_mb": round(proc_hwm_mb(w.proc.pid), 1),
@@ -492,7 +513,8 @@ def table(result: dict[str, Any]) -> str:
             f"rate {r['offered_per_s']:.0f}/s",
             r,
             f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms "
-            f"({r['alerts']} alerts; loop stalls > 100 ms: {r.get('loop_stalls_over_100ms')})",
+            f"({r['alerts']} alerts; loop stalls > 100 ms: {r.get('loop_stalls_over_100ms')}; "
+            f"p99 scoring {r.get('scoring_p99_ms')} + correlating {r.get('correlating_p99_ms')})",
         )
     return "\n".join(rows)
 

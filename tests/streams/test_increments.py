@@ -24,14 +24,7 @@ from watchfloor.detectors.engine import REKEYED
 from watchfloor.settings import Settings
 from watchfloor.simulation import Simulator, encode
 from watchfloor.streams.checkpoint import MAX_INCREMENTS, Checkpointer, compress
-from watchfloor.streams.increments import (
-    STEPS,
-    join_parts,
-    load_chain,
-    pickle_base,
-    pickle_increment,
-    pickle_part,
-)
+from watchfloor.streams.increments import load_chain, pickle_base, pickle_increment
 from watchfloor.streams.runtime import Runtime
 
 MASTER = secrets.token_hex(32)
@@ -352,21 +345,3 @@ def test_a_refused_increment_restores_the_state_before_it() -> None:
     got = reader.decode(msgs)["score.network.0"]
     assert got.offsets == {"next": 3} and "k3" in got.state["t"]
     assert reader.refused  # and said so
-
-
-def test_a_base_in_steps_and_its_increments_restore_the_state() -> None:
-    a: EntityTable[int] = EntityTable()
-    b: EntityTable[int] = EntityTable()
-    a.put("x", 0.0, 1)
-    state = {"first": {"t": a}, "second": {"t": b, "n": 1}}
-    base = join_parts([(name, pickle_part(part)) for name, part in state.items()])
-    a.put("y", 1.0, 2)
-    b.put("z", 2.0, 3)
-    state["second"]["n"] = 2
-    got = load_chain([base, pickle_increment(state)])
-    assert sorted(got) == ["first", "second"]
-    assert sorted(got["first"]["t"].items()) == [("x", 1), ("y", 2)]
-    assert sorted(got["second"]["t"].items()) == [("z", 3)] and got["second"]["n"] == 2
-    forged = pickle.dumps((STEPS, [("first", "not bytes")]))
-    with pytest.raises(pickle.UnpicklingError, match="malformed"):
-        load_chain([forged])

@@ -29,7 +29,7 @@ from watchfloor.detectors.engine import REKEYED, RekeyedEngine
 from watchfloor.kafka.clients import assigned_consumer, committed_offsets
 from watchfloor.kafka.partitioner import CachedPartitioner
 from watchfloor.streams.checkpoint import Ticket, compress, pickle_state
-from watchfloor.streams.increments import join_parts, pickle_base, pickle_increment, pickle_part
+from watchfloor.streams.increments import pickle_base, pickle_increment
 from watchfloor.streams.lanes import Lane
 from watchfloor.streams.pipeline import deadletter, failure
 from watchfloor.streams.runtime import Runtime
@@ -133,8 +133,6 @@ class StateKeeper:
         self.stages_dirty: set[int] = set()
         self.tracker_dirty = True
         self._lock = asyncio.Lock()
-        # Agent -> released when the base of its engine pickled in steps is done.
-        self._holds: dict[str, asyncio.Event] = {}
         # Names the last timer checkpoint stopped before: they go first in the next.
         self._deferred: set[str] = set()
         # Rebalances begun so far: a timer checkpoint that awaited across one drops its item.
@@ -213,18 +211,10 @@ class StateKeeper:
                 # What changed since this worker's last checkpoint of it, or all of it.
                 increment = rt.checkpointer.increment_due(name)
                 try:
-                    if increment:
-                        raw = pickle_increment(state)
-                    elif timer and len(state) > 1:
-                        raw = await self._base_in_steps(key, state)
-                    else:
-                        raw = pickle_base(state)
+                    raw = pickle_increment(state) if increment else pickle_base(state)
                 except BaseException:
                     rt.checkpointer.forget(name)  # the tables' record may be reset
                     raise
-                if raw is None:  # a rebalance began meanwhile
-                    rt.checkpointer.forget(name)
-                    break
                 ticket = rt.checkpointer.reserve(name, increment)
             else:
                 raw = pickle_state(state)
@@ -279,27 +269,6 @@ class StateKeeper:
         if not (timer and self._deferred):
             self.last = time.monotonic()
 
-    async def _base_in_steps(self, key: tuple[str, int], state: dict[str, Any]) -> bytes | None:
-        """A base of a partition's engine pickled a detector at a time, the event loop
-        running in between (a whole engine of a large deployment pickles in hundreds of
-        ms): its agent waits meanwhile, so the parts are one consistent cut; the other
-        agents go on. None if a rebalance began meanwhile."""
-        owner = OWNERS["score"](key)[0]
-        release = asyncio.Event()
-        self._holds[owner] = release
-        try:
-            parts = []
-            for i, (part_name, part) in enumerate(state.items()):
-                if i:
-                    await asyncio.sleep(0)
-                    if self.rebalancing or self.failed is not None:
-                        return None
-                parts.append((part_name, pickle_part(part)))
-            return join_parts(parts)
-        finally:
-            del self._holds[owner]
-            release.set()
-
     async def maybe_save(self) -> None:
         """Checkpoint if the interval has passed: the states whose agents have no batch
         in flight (such a state is ahead of its acknowledged outputs: a checkpoint of it,
@@ -331,8 +300,6 @@ class StateKeeper:
         """One batch of ``agent``: in flight (no checkpoint meanwhile) until its outputs are
         acknowledged, then acknowledged itself so its offsets may be committed; if the agent
         raises, :meth:`fail`. A timer checkpoint may follow."""
-        while (hold := self._holds.get(agent)) is not None:
-            await hold.wait()  # a base of its engine is being pickled in steps
         self.busy[agent] += 1
         try:
             yield

@@ -42,22 +42,6 @@ def pickle_base(state: object) -> bytes:
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-#: Marks a base pickled one part (detector) at a time: (STEPS, [(name, pickle), ...]).
-STEPS = "watchfloor/base-in-steps/v1"
-
-
-def pickle_part(part: object) -> bytes:
-    """One part of a base pickled in steps (see :func:`join_parts`): its tables record
-    their changes from now on. The caller keeps the other parts from changing meanwhile."""
-    return pickle_base(part)
-
-
-def join_parts(parts: list[tuple[str, bytes]]) -> bytes:
-    """The base of the mapping whose items :func:`pickle_part` pickled, read back by
-    :func:`load_chain` as that mapping."""
-    return pickle.dumps((STEPS, parts), protocol=pickle.HIGHEST_PROTOCOL)
-
-
 class _IncrementPickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -103,14 +87,6 @@ def load_chain(blobs: Sequence[bytes], extra_prefixes: Iterable[str] = ()) -> An
     prefixes = ALLOWED_PREFIXES + tuple(extra_prefixes)
     with restoring() as tables:
         state = RestrictedUnpickler(blobs[0], prefixes).load()
-        if type(state) is tuple and len(state) == 2 and state[0] == STEPS:
-            parts = state[1]
-            if not (type(parts) is list and all(
-                type(p) is tuple and len(p) == 2 and type(p[0]) is str and type(p[1]) is bytes
-                for p in parts
-            )):  # fmt: skip
-                raise CheckpointRefused("checkpoint base in steps is malformed")
-            state = {name: RestrictedUnpickler(part, prefixes).load() for name, part in parts}
         for i, blob in enumerate(blobs[1:], 1):
             try:
                 u = _IncrementUnpickler(blob, prefixes, tables)

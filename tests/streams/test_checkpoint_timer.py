@@ -42,6 +42,7 @@ def busy_keeper(monkeypatch: pytest.MonkeyPatch) -> tuple[StateKeeper, list[str]
             rt.processor.process(domain, [(orjson.dumps(event), b"k", spec.name, p, 0, now)])
     keeper = StateKeeper(None, rt)  # type: ignore[arg-type]  # no app: publish is faked
     keeper.rebalancing = False
+    keeper.ready.set()  # as once an assignment's state is restored
     rt.stage(0)
     keeper.stages_dirty.add(0)
     keeper.feedback_parts = {0}

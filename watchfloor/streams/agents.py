@@ -143,6 +143,11 @@ class StateKeeper:
         self._crashing: asyncio.Future[None] | None = None
         # From a revocation until the assigned partitions' state is restored.
         self.rebalancing = True
+        # Set once it is: the agents' lanes wait for it. Faust resumes the flow as soon as
+        # it sought the committed offsets, concurrently with the restore, so agents took
+        # the new partitions' first records with an empty state (then replaced by the
+        # restored one, which never learnt them) and alert stages started afresh.
+        self.ready = asyncio.Event()
         metrics = rt.metrics
         self._restored = metrics.state_restored
         self._seconds = metrics.checkpoint_seconds
@@ -331,6 +336,7 @@ class StateKeeper:
 
     async def on_revoked(self, revoked: set) -> None:
         # Agents are idle now (Faust waited for them): hand the state over.
+        self.ready.clear()
         self.rebalances += 1
         self.rebalancing = True
         # After a timer checkpoint still writing (it stops at its next state): else this
@@ -343,7 +349,10 @@ class StateKeeper:
         log.info("assigned %d partitions: restoring state", len(assigned))
         self.rebalances += 1
         self.rebalancing = True
-        await self._on_assigned(assigned)
+        try:
+            await self._on_assigned(assigned)
+        finally:
+            self.ready.set()
         self.rebalancing = False
         log.info(
             "state ready for %d partitions in %.2fs", len(assigned), time.monotonic() - started
@@ -365,9 +374,23 @@ class StateKeeper:
                 rt.feedback_next.pop(key, None)
                 rt.feedback_skip.pop(key, None)
         restored = await self.load(wanted)
-        if not restored:
+        if not restored and not rt.processor.next_offset and not rt.stage_next:
             return
         committed = await self.committed()
+        # What this worker kept, it processed and published the outputs of up to its next
+        # offset (Faust waited for its batches at the revocation), while the group resumes
+        # from the commits, which trail: skip to there, rather than learn those records
+        # twice and alert on them again (a partition never committed is read again from
+        # its start, drain.rewind_to_committed).
+        for key, nxt in rt.processor.next_offset.items():
+            if score_name(*key) not in restored:
+                topic = scored_topics(rt)[key[0]].name
+                if committed.get((topic, key[1]), -1) < nxt:
+                    rt.processor.skip_until[key] = nxt
+        for partition, nxt in rt.stage_next.items():
+            if alerts_name(partition) not in restored:
+                if committed.get((self.detections_topic, partition), -1) < nxt:
+                    rt.stage_skip[partition] = nxt
         for name, r in restored.items():
             kind, *rest = name.split(".")
             nxt = r.offsets.get("next")
@@ -528,7 +551,9 @@ def scoring_agent(app: faust.App, rt: Runtime, keeper: StateKeeper, domain: str)
     # A re-keyed record packs a first-stage batch's events for one partition (hundreds):
     # take a few at a time, so one batch is no longer than an input batch.
     size = rt.settings.batch_size
-    lane = Lane(app, [topic], max(1, size // 100) if domain == REKEYED else size)
+    lane = Lane(
+        app, [topic], max(1, size // 100) if domain == REKEYED else size, gate=keeper.ready
+    )
     rekeyed_parts = rt.config.topic("rekeyed").partitions if rekeyed_topic else 1
     partitioner = CachedPartitioner()  # the partitions Kafka's default gives the keys
 
@@ -567,7 +592,13 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     deadletter_topic = rt.config.topic("deadletter").name
     batch_seconds = metrics.batch_seconds.labels("alerts")
     # Urgent: detections are fetched ahead of the input backlog (their alerts are due).
-    lane = Lane(app, [rt.config.topic("detections").name], rt.settings.batch_size, urgent=True)
+    lane = Lane(
+        app,
+        [rt.config.topic("detections").name],
+        rt.settings.batch_size,
+        urgent=True,
+        gate=keeper.ready,
+    )
     # Signed heads of the audit chains, published once the records they vouch for are
     # acknowledged (so an anchor never points past what the topic holds).
     anchors_topic = next((t.name for t in rt.config.topics if t.role == "anchors"), None)
@@ -656,7 +687,13 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
     metrics = rt.metrics
     deadletter_topic = rt.config.topic("deadletter").name
     agency_of = keeper.feedback_topics
-    lane = Lane(app, [*agency_of, keeper.published_topic], rt.settings.batch_size, urgent=True)
+    lane = Lane(
+        app,
+        [*agency_of, keeper.published_topic],
+        rt.settings.batch_size,
+        urgent=True,
+        gate=keeper.ready,
+    )
 
     async def feedback(stream: faust.StreamT) -> None:
         async for batch in lane.batches():

@@ -115,7 +115,8 @@ def create_app(rt: Runtime, on_ready: Callable[[int], None] | None = None) -> fa
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: set, **kwargs: object) -> None:
-        # Restore before the gauge says ready: the consumer is paused until we return.
+        # Restore before the gauge says ready. Faust resumes the flow meanwhile: the
+        # agents' lanes wait for the keeper's gate (set when this returns).
         await keeper.on_assigned(assigned)
         rt.metrics.assigned_partitions.set(len(assigned))
         if on_ready is not None:

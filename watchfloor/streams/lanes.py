@@ -17,9 +17,11 @@ What Faust guarantees is kept, the way its stream keeps it:
 - records fetched before a rebalance are dropped, not processed: the lane is one of the
   queues Faust's flow control clears, and a batch taken while flow is suspended or of an
   older consumer generation is skipped. They are fetched again from the committed offsets
-  (Faust's ``perform_seek`` on assignment); a partition with no committed offset yet is
-  not sought (aiokafka seeks only to offsets > 0), so records dropped there in a group's
-  first seconds are not re-read: the hole Faust's own stream queues have;
+  (Faust's ``perform_seek``), and from its start a partition nobody committed yet
+  (:func:`~watchfloor.streams.drain.rewind_to_committed`: aiokafka skipped those, and the
+  records Faust dropped there were lost, the hole its own stream queues have);
+- a batch waits while its lane's *gate* is clear: from a revocation until the new
+  assignment's state is restored (Faust resumes the flow before that);
 - an *urgent* lane's partitions (detections, feedback) are fetched ahead of the others
   at every turn of the consumer: Kafka's client hands out what it prefetched partition
   by partition, so a detection otherwise waited behind every input record already
@@ -45,12 +47,20 @@ class Lane:
     """Records of ``topics`` for one agent, taken ``size`` at most at a time."""
 
     def __init__(
-        self, app: Any, topics: Iterable[str], size: int, limit: int = 0, urgent: bool = False
+        self,
+        app: Any,
+        topics: Iterable[str],
+        size: int,
+        limit: int = 0,
+        urgent: bool = False,
+        gate: asyncio.Event | None = None,
     ) -> None:
         self.app = app
         self.topics = frozenset(topics)
         self.size = size
         self.urgent = urgent
+        # Batches wait while it is clear (the state of a new assignment being restored).
+        self.gate = gate
         # The consumer waits beyond this many buffered records (a few batches' worth).
         self.limit = limit or 4 * size
         self._buf: deque[Any] = deque()
@@ -100,7 +110,7 @@ class Lane:
     async def batches(self) -> AsyncIterator[list[Any]]:
         """Batches of at most ``size`` records, each tracked as pending acknowledgement;
         the agent calls :meth:`done` once the batch's outputs are acknowledged."""
-        buf, ready, app = self._buf, self._ready, self.app
+        buf, ready, app, gate = self._buf, self._ready, self.app, self.gate
         flow = app.flow_control
         while True:
             if not buf:
@@ -111,6 +121,8 @@ class Lane:
             batch = [buf.popleft() for _ in range(n)]
             if self._held and len(buf) < self.limit:
                 self._release()
+            if gate is not None and not gate.is_set():
+                await gate.wait()
             # As Faust's stream does: nothing fetched before a rebalance is processed.
             if not flow.is_active():
                 continue

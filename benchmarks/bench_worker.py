@@ -59,6 +59,13 @@ def proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores, since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLK_TCK, sum(fields) / CLK_TCK
+
+
 def proc_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -326,10 +333,12 @@ async def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
 
 def drain(
     bootstrap: str, config: Config, topics_file: Path, n: int, workers: int, tmp: Path,
-    profile: Path | None = None,
+    profile: Path | None = None, broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """Workers in one fresh group drain the backlog already in the input topics;
-    ``profile``: py-spy's collapsed stacks of the first worker while it drains."""
+    ``profile``: py-spy's collapsed stacks of the first worker while it drains. Reports
+    the cores the workers, the broker (``broker_pid``) and the machine kept busy: on a
+    2-core machine they say whether a second worker had a core to run on."""
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     launched = time.perf_counter()
     procs = [WorkerProc(bootstrap, topics_file, app_id, tmp) for _ in range(workers)]
@@ -347,6 +356,8 @@ def drain(
         spy = py_spy(procs[0].proc.pid, profile)
         t0 = time.perf_counter()
         cpu0 = sum(proc_cpu(p.proc.pid) for p in procs)
+        broker0 = proc_cpu(broker_pid) if broker_pid else 0.0
+        busy0, total0 = machine_cpu()
         topics = list(input_topics(config).values())
         while True:
             lag = asyncio.run(committed_lag(bootstrap, app_id, topics))
@@ -355,8 +366,14 @@ def drain(
             time.sleep(0.25)
         elapsed = time.perf_counter() - t0
         cpu = sum(proc_cpu(p.proc.pid) for p in procs) - cpu0
+        broker_cpu = proc_cpu(broker_pid) - broker0 if broker_pid else None
+        busy1, total1 = machine_cpu()
+        cores = os.cpu_count() or 1
         stop_spy(spy)
         return {
+            "worker_cores": round(cpu / elapsed, 2),
+            "broker_cores": None if broker_cpu is None else round(broker_cpu / elapsed, 2),
+            "machine_busy_cores": round((busy1 - busy0) / (total1 - total0) * cores, 2),
             "events": n,
             "workers": workers,
             "startup_s": round(t0 - launched, 2),
@@ -503,11 +520,18 @@ def table(result: dict[str, Any]) -> str:
             f"{r['cpu_us_per_event']:10.1f} {r['peak_rss_mb']:7.0f}  {lat}"
         )
 
+    def cores(r: dict[str, Any]) -> str:
+        if "machine_busy_cores" not in r:
+            return ""
+        return (f"cores busy: workers {r['worker_cores']}, broker {r['broker_cores']}, "
+                f"machine {r['machine_busy_cores']} of {result['machine']['cpus']}")
+
     row("passthrough", ref)
     if "backlog" in result:
-        row("worker backlog", result["backlog"])
+        row("worker backlog", result["backlog"], cores(result["backlog"]))
     if "scale_out" in result:
-        row(f"{result['scale_out']['workers']} workers", result["scale_out"])
+        row(f"{result['scale_out']['workers']} workers", result["scale_out"],
+            cores(result["scale_out"]))
     for r in result.get("rates", []):
         row(
             f"rate {r['offered_per_s']:.0f}/s",
@@ -563,8 +587,10 @@ def main() -> None:
         print("passthrough …", file=sys.stderr)
         result["passthrough"] = asyncio.run(passthrough(bootstrap, config, args.events, sink))
         print("worker backlog …", file=sys.stderr)
+        broker_pid = kafka.pid() if kafka is not None else None
         result["backlog"] = drain(
-            bootstrap, config, topics_file, args.events, 1, tmp, profile=args.profile
+            bootstrap, config, topics_file, args.events, 1, tmp, profile=args.profile,
+            broker_pid=broker_pid,
         )
         if args.only_backlog:
             print(table(result))
@@ -572,7 +598,8 @@ def main() -> None:
         if args.workers > 1:
             print(f"{args.workers} workers …", file=sys.stderr)
             result["scale_out"] = drain(
-                bootstrap, config, topics_file, args.events, args.workers, tmp
+                bootstrap, config, topics_file, args.events, args.workers, tmp,
+                broker_pid=broker_pid,
             )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")  # partial, in case

@@ -116,3 +116,30 @@ def test_a_kept_partition_resumes_after_what_it_processed_not_at_the_commit(
     app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0), TP(detections, 0)}))
     assert rt.processor.skip_until.get(("border", 0)) == 100
     assert 0 not in rt.stage_skip  # committed up to what it processed: nothing to skip
+
+
+def test_unreadable_commits_do_not_stop_a_worker_that_restores_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reading them is only to skip what kept partitions processed: a broker blip during a
+    # rebalance must not crash the worker for that (nor leave its agents waiting).
+    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
+                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
+    app = faust.App(f"blip-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
+                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
+    keeper = agents.StateKeeper(app, rt)
+    topic = rt.config.input_topics["border"].name
+    rt.processor.engine("border", 0)
+    rt.processor.next_offset[("border", 0)] = 100
+
+    async def load(wanted: set[str]) -> dict[str, Any]:
+        return {}
+
+    async def committed() -> dict[tuple[str, int], int]:
+        raise ConnectionError("the broker did not answer")
+
+    monkeypatch.setattr(keeper, "load", load)
+    monkeypatch.setattr(keeper, "committed", committed)
+    app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
+    assert keeper.ready.is_set() and not keeper.rebalancing
+    assert ("border", 0) not in rt.processor.skip_until

@@ -376,7 +376,15 @@ class StateKeeper:
         restored = await self.load(wanted)
         if not restored and not rt.processor.next_offset and not rt.stage_next:
             return
-        committed = await self.committed()
+        try:
+            committed = await self.committed()
+        except Exception as exc:
+            if restored:
+                raise
+            # Only to skip what kept partitions processed twice: not worth a crash.
+            log.warning("committed offsets unreadable (%s): kept partitions resume from "
+                        "the commits", type(exc).__name__)
+            return
         # What this worker kept, it processed and published the outputs of up to its next
         # offset (Faust waited for its batches at the revocation), while the group resumes
         # from the commits, which trail: skip to there, rather than learn those records

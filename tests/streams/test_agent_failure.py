@@ -12,42 +12,19 @@ worker restarts from its last checkpoint and committed offsets: nothing lost.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-import faust
-import orjson
 import pytest
-from faust.types.tuples import TP, ConsumerMessage
-from prometheus_client import CollectorRegistry
 
-from watchfloor.config import load_config
-from watchfloor.core.events import EXAMPLES
-from watchfloor.settings import Settings
+from tests.streams.offline import border_message, offline_keeper
 from watchfloor.streams import agents
 from watchfloor.streams.lanes import lanes_of
-from watchfloor.streams.runtime import Runtime
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _message(topic: str, offset: int) -> ConsumerMessage:
-    event = dict(EXAMPLES["border"], event_id=f"b{offset}", ts=int(time.time() * 1000))
-    return ConsumerMessage(topic, 0, offset, time.time() * 1000, 0, [], b"k",
-                           orjson.dumps(event), None, tp=TP(topic, 0), generation_id=0)  # fmt: skip
 
 
 def test_a_failed_batch_is_untracked_no_state_is_saved_and_the_worker_stops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
-                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
-    app = faust.App(f"fail-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
-                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
-    keeper = agents.StateKeeper(app, rt)
+    rt, app, keeper = offline_keeper("fail")
     keeper.rebalancing = False
     keeper.ready.set()  # as once an assignment's state is restored
     topic = rt.config.input_topics["border"].name
@@ -73,12 +50,12 @@ def test_a_failed_batch_is_untracked_no_state_is_saved_and_the_worker_stops(
         app.topics._acking_topics.add(topic)
         consumer = app.consumer
         task = asyncio.ensure_future(body(None))  # type: ignore[arg-type]
-        lane.put([_message(topic, 0), _message(topic, 1)])
+        lane.put([border_message(topic, 0), border_message(topic, 1)])
         for _ in range(100):
             await asyncio.sleep(0.02)
             if crashed:
                 break
-        lane.put([_message(topic, 2)])  # the agent takes nothing more
+        lane.put([border_message(topic, 2)])  # the agent takes nothing more
         await asyncio.sleep(0.1)
         tracked = sorted(m.offset for m in consumer._unacked_messages)
         acked = [m for m in consumer._acked.values()]

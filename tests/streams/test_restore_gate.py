@@ -10,42 +10,20 @@ flow" 33 ms before "state ready").
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-import faust
-import orjson
 import pytest
-from faust.types.tuples import TP, ConsumerMessage
-from prometheus_client import CollectorRegistry
+from faust.types.tuples import TP
 
-from watchfloor.config import load_config
-from watchfloor.core.events import EXAMPLES
-from watchfloor.settings import Settings
+from tests.streams.offline import border_message, offline_keeper
 from watchfloor.streams import agents
 from watchfloor.streams.lanes import lanes_of
-from watchfloor.streams.runtime import Runtime
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _message(topic: str, offset: int) -> ConsumerMessage:
-    event = dict(EXAMPLES["border"], event_id=f"b{offset}", ts=int(time.time() * 1000))
-    return ConsumerMessage(topic, 0, offset, time.time() * 1000, 0, [], b"k",
-                           orjson.dumps(event), None, tp=TP(topic, 0), generation_id=0)  # fmt: skip
 
 
 def test_records_wait_until_the_assigned_state_is_restored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
-                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
-    app = faust.App(f"gate-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
-                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
-    keeper = agents.StateKeeper(app, rt)
+    rt, app, keeper = offline_keeper("gate")
     topic = rt.config.input_topics["border"].name
     body = agents.scoring_agent(app, rt, keeper, "border")
     lane = lanes_of(app)[topic]
@@ -73,7 +51,7 @@ def test_records_wait_until_the_assigned_state_is_restored(
         task = asyncio.ensure_future(body(None))  # type: ignore[arg-type]
         await keeper.on_revoked(set())
         assigned = asyncio.ensure_future(keeper.on_assigned({TP(topic, 0)}))
-        lane.put([_message(topic, 0), _message(topic, 1)])
+        lane.put([border_message(topic, 0), border_message(topic, 1)])
         await asyncio.sleep(0.2)
         during = rt.processor.next_offset.get(("border", 0))
         restoring.set()
@@ -93,11 +71,7 @@ def test_a_kept_partition_resumes_after_what_it_processed_not_at_the_commit(
 ) -> None:
     # The group resumes from the commit, which trails what this worker processed (and
     # published) before the rebalance: those records are not learnt or alerted on twice.
-    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
-                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
-    app = faust.App(f"kept-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
-                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
-    keeper = agents.StateKeeper(app, rt)
+    rt, app, keeper = offline_keeper("kept")
     topic = rt.config.input_topics["border"].name
     detections = rt.config.topic("detections").name
     rt.processor.engine("border", 0)
@@ -123,11 +97,7 @@ def test_unreadable_commits_do_not_stop_a_worker_that_restores_nothing(
 ) -> None:
     # Reading them is only to skip what kept partitions processed: a broker blip during a
     # rebalance must not crash the worker for that (nor leave its agents waiting).
-    rt = Runtime.build(Settings(master_key=secrets.token_hex(32)),
-                       load_config(ROOT / "topics.yaml"), CollectorRegistry())  # fmt: skip
-    app = faust.App(f"blip-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1",
-                    store="memory://", web_enabled=False)  # fmt: skip  # never contacted
-    keeper = agents.StateKeeper(app, rt)
+    rt, app, keeper = offline_keeper("blip")
     topic = rt.config.input_topics["border"].name
     rt.processor.engine("border", 0)
     rt.processor.next_offset[("border", 0)] = 100

@@ -85,11 +85,16 @@ def free_port() -> int:
 PROBES = 20_000
 
 
-def namespaced(tmp: Path, prefix: str) -> tuple[Path, Config]:
+def namespaced(tmp: Path, prefix: str, partitions: int = 0) -> tuple[Path, Config]:
     """topics.yaml with every topic under ``prefix.`` so runs never share topics, and the
-    lost/stolen list extended by the probe documents (``probe_event``)."""
+    lost/stolen list extended by the probe documents (``probe_event``); ``partitions``:
+    that many for every scored topic (input and re-keyed) instead of the shipped count."""
     spec = yaml.safe_load((ROOT / "topics.yaml").read_text())
     spec["topics"] = {f"{prefix}.{k}": v for k, v in spec["topics"].items()}
+    if partitions:
+        for topic in spec["topics"].values():
+            if topic["role"] in ("input", "rekeyed"):
+                topic["partitions"] = partitions
     for name, agency in spec["agencies"].items():
         agency["topic"] = f"{prefix}.alerts.{name}"
     stolen = tmp / "probe-documents.txt"
@@ -557,6 +562,11 @@ def main() -> None:
         "FILE.rateN.txt (slows them: a diagnosis, not a measurement)",
     )
     parser.add_argument("--only-backlog", action="store_true", help="skip rates and scale-out")
+    parser.add_argument(
+        "--partitions", type=int, default=0,
+        help="partitions of every scored topic (default: topics.yaml's; 3 do not split "
+        "evenly over 2 workers)",
+    )
     args = parser.parse_args()
 
     from watchfloor.ops.kafka_local import LocalKafka
@@ -576,7 +586,7 @@ def main() -> None:
     }
     try:
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
-        topics_file, config = namespaced(tmp, prefix)
+        topics_file, config = namespaced(tmp, prefix, args.partitions)
         asyncio.run(apply_topics(config, bootstrap))
         sink = f"{prefix}.sink"
         asyncio.run(create_topic(bootstrap, sink, 3))
@@ -606,7 +616,7 @@ def main() -> None:
         result["rates"] = []
         for rate in [float(r) for r in args.rates.split(",") if r]:
             print(f"rate {rate:.0f}/s for {args.duration:.0f} s …", file=sys.stderr)
-            rate_file, rate_config = namespaced(tmp, f"{prefix}r{int(rate)}")
+            rate_file, rate_config = namespaced(tmp, f"{prefix}r{int(rate)}", args.partitions)
             asyncio.run(apply_topics(rate_config, bootstrap))
             result["rates"].append(
                 fixed_rate(

@@ -113,3 +113,47 @@ def test_unreadable_commits_do_not_stop_a_worker_that_restores_nothing(
     app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
     assert keeper.ready.is_set() and not keeper.rebalancing
     assert ("border", 0) not in rt.processor.skip_until
+
+
+def test_a_skip_point_from_a_restore_survives_the_next_rebalance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Restored with next 1000 while the group had committed 600: re-reading 600..799
+    # (skipped) set next_offset back to 800, so the next rebalance skipped only to 800 and
+    # the checkpoint said 800: 800..999 were learnt twice and alerted on again (review).
+    rt, app, keeper = offline_keeper("again")
+    topic = rt.config.input_topics["border"].name
+    rt.processor.engine("border", 0)
+    rt.processor.skip_until[("border", 0)] = 1000
+    rt.processor.next_offset[("border", 0)] = 1000
+    records = [
+        (border_message(topic, o).value, b"k", topic, 0, o, 0.0) for o in range(600, 800)
+    ]
+    rt.processor.process("border", records)
+    assert rt.processor.next_offset[("border", 0)] == 1000
+
+    async def load(wanted: set[str]) -> dict[str, Any]:
+        return {}
+
+    async def committed() -> dict[tuple[str, int], int]:
+        return {(topic, 0): 600}
+
+    monkeypatch.setattr(keeper, "load", load)
+    monkeypatch.setattr(keeper, "committed", committed)
+    app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
+    assert rt.processor.skip_until[("border", 0)] == 1000
+
+
+def test_a_failed_restore_keeps_the_agents_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust crashes the app on it; meanwhile agents must not score on a half-restored
+    # state (fresh engines, no skip points: the previous owner's alerts again).
+    rt, app, keeper = offline_keeper("broken")
+    topic = rt.config.input_topics["border"].name
+
+    async def load(wanted: set[str]) -> dict[str, Any]:
+        raise ConnectionError("the checkpoints topic could not be read")
+
+    monkeypatch.setattr(keeper, "load", load)
+    with pytest.raises(ConnectionError):
+        app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
+    assert not keeper.ready.is_set()

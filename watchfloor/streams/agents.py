@@ -351,8 +351,15 @@ class StateKeeper:
         self.rebalancing = True
         try:
             await self._on_assigned(assigned)
-        finally:
-            self.ready.set()
+        except Exception:
+            # Faust crashes the app on it: agents must not run on a half-restored state
+            # meanwhile (fresh engines, no skip points: alerts again). The gate stays
+            # clear; what waits there is not tracked, so the stop does not wait for it.
+            raise
+        except BaseException:
+            self.ready.set()  # cancelled (a stop): let the agents unwind
+            raise
+        self.ready.set()
         self.rebalancing = False
         log.info(
             "state ready for %d partitions in %.2fs", len(assigned), time.monotonic() - started
@@ -382,23 +389,25 @@ class StateKeeper:
             if restored:
                 raise
             # Only to skip what kept partitions processed twice: not worth a crash.
-            log.warning("committed offsets unreadable (%s): kept partitions resume from "
-                        "the commits", type(exc).__name__)
+            log.warning("committed offsets unreadable (%s): kept partitions may score "
+                        "again what they scored since their last commit", type(exc).__name__)
             return
         # What this worker kept, it processed and published the outputs of up to its next
         # offset (Faust waited for its batches at the revocation), while the group resumes
         # from the commits, which trail: skip to there, rather than learn those records
         # twice and alert on them again (a partition never committed is read again from
         # its start, drain.rewind_to_committed).
+        # (Never below a skip point still set by an earlier restore.)
+        skips = rt.processor.skip_until
         for key, nxt in rt.processor.next_offset.items():
             if score_name(*key) not in restored:
                 topic = scored_topics(rt)[key[0]].name
                 if committed.get((topic, key[1]), -1) < nxt:
-                    rt.processor.skip_until[key] = nxt
+                    skips[key] = max(skips.get(key, -1), nxt)
         for partition, nxt in rt.stage_next.items():
             if alerts_name(partition) not in restored:
                 if committed.get((self.detections_topic, partition), -1) < nxt:
-                    rt.stage_skip[partition] = nxt
+                    rt.stage_skip[partition] = max(rt.stage_skip.get(partition, -1), nxt)
         for name, r in restored.items():
             kind, *rest = name.split(".")
             nxt = r.offsets.get("next")
@@ -419,6 +428,7 @@ class StateKeeper:
                         arrivals: list[float] = []
                         values = await self.read(topic, partition, nxt, done, arrivals)
                         rt.processor.learn(domain, partition, values, arrivals)
+                        rt.processor.next_offset[key] = done  # the state covers them now
                         self._replayed.inc(len(values))
             elif kind == "feedback":
                 rt.adopt_tracker(r.state)
@@ -441,6 +451,7 @@ class StateKeeper:
                             except Exception:  # dead-lettered by the previous owner
                                 continue
                         rt.new_audit_chain(stage, partition)
+                        rt.stage_next[partition] = done
                         self._replayed.inc(len(values))
             self._restored.labels(kind).inc()
 
@@ -464,6 +475,7 @@ class StateKeeper:
                     apply_feedback_record(rt, agency, value, time.time())
                 except Exception:  # any failure: the previous owner dead-lettered it
                     continue
+            rt.feedback_next[key] = done
             self._replayed.inc(len(values))
 
     async def committed(self) -> dict[tuple[str, int], int]:
@@ -628,8 +640,11 @@ def alert_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                     stage = rt.stage(m.partition)
                     if m.partition not in before:
                         before[m.partition] = stage.correlator.counters
-                    rt.stage_next[m.partition] = m.offset + 1
-                    if m.offset < rt.stage_skip.get(m.partition, -1):
+                    skip = rt.stage_skip.get(m.partition, -1)
+                    # The state covers what the previous owner processed too (see
+                    # Processor.process): never below the skip point.
+                    rt.stage_next[m.partition] = max(m.offset + 1, skip)
+                    if m.offset < skip:
                         continue  # processed and published by the previous owner
                     try:
                         outgoing.extend(stage.process(orjson.loads(m.value)))
@@ -713,8 +728,9 @@ def feedback_agent(app: faust.App, rt: Runtime, keeper: StateKeeper) -> Agent:
                 # a batch may hold an alert's publication and its (quick) ack together.
                 for m in sorted(batch, key=lambda m: m.topic in agency_of):
                     key = (m.topic, m.partition)
-                    rt.feedback_next[key] = m.offset + 1
-                    if m.offset < rt.feedback_skip.get(key, -1):
+                    skip = rt.feedback_skip.get(key, -1)
+                    rt.feedback_next[key] = max(m.offset + 1, skip)
+                    if m.offset < skip:
                         continue  # applied by the previous owner before its checkpoint
                     try:
                         applied = apply_feedback_record(rt, agency_of.get(m.topic), m.value, now)

@@ -23,7 +23,6 @@ import asyncio
 from typing import Any
 
 from aiokafka.consumer.fetcher import OffsetResetStrategy
-from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -61,10 +60,14 @@ async def rewind_to_committed(consumer: Any) -> dict[Any, int | None]:
     # With "latest" (``--from latest``, skip the history) where the group started is not
     # known (the end, when it first read the partition): not sought, as aiokafka does.
     if unset and consumer._fetcher._default_reset_strategy == OffsetResetStrategy.EARLIEST:
-        try:
-            await consumer.seek_to_beginning(*unset)
-        except IllegalStateError:
-            pass  # reassigned meanwhile: the new assignment starts from the commits
+        if not set(unset) <= consumer._subscription.assigned_partitions():
+            return committed  # reassigned meanwhile: the new assignment starts afresh
+        # Requested, not awaited (as seek_to_beginning would, up to the request timeout):
+        # the fetcher fetches none of them until it is done, and a partition whose leader
+        # is away must not hold up the rebalance until Faust's recovery times out and
+        # crashes the worker.
+        done = consumer._fetcher.request_offset_reset(unset, OffsetResetStrategy.EARLIEST)
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
     return committed
 
 

@@ -125,7 +125,9 @@ class EventProcessor:
             if current is None or partition != current[1]:
                 # Batches hold runs of one partition; switch engines only at run edges.
                 if current is not None:
-                    next_offset[current] = last + 1
+                    # The state covers what was skipped too (learnt by the previous
+                    # owner): a checkpoint or a kept partition must not go back there.
+                    next_offset[current] = max(last + 1, skip)
                 current = (domain, partition)
                 engine = self.engine(domain, partition)
                 score = None if second else engine.process  # type: ignore[union-attr]
@@ -166,7 +168,7 @@ class EventProcessor:
             except Exception as exc:  # one record's failure must not lose its batch
                 self._dead(domain, value, topic, partition, offset, key, exc, deadletters)
         if current is not None:
-            next_offset[current] = last + 1
+            next_offset[current] = max(last + 1, skip)
         # One increment per batch: the counter's lock is not taken per event. (Re-keyed
         # records are events counted once already, by their domain.)
         if not second:

@@ -20,6 +20,37 @@ from watchfloor.streams import agents
 from watchfloor.streams.lanes import lanes_of
 
 
+def assign(
+    monkeypatch: pytest.MonkeyPatch,
+    app: Any,
+    keeper: agents.StateKeeper,
+    tps: set[TP],
+    commits: dict[tuple[str, int], int] | Exception,
+) -> None:
+    """Run the keeper's assignment handler with no checkpoint to restore and the group
+    committed at ``commits`` (an exception: unreadable)."""
+
+    async def load(wanted: set[str]) -> dict[str, Any]:
+        return {}
+
+    async def committed() -> dict[tuple[str, int], int]:
+        if isinstance(commits, Exception):
+            raise commits
+        return commits
+
+    monkeypatch.setattr(keeper, "load", load)
+    monkeypatch.setattr(keeper, "committed", committed)
+    app.loop.run_until_complete(keeper.on_assigned(tps))
+
+
+def kept_border(name: str, processed_to: int) -> tuple[Any, Any, agents.StateKeeper, str]:
+    """An offline keeper whose worker holds border partition 0, processed up to there."""
+    rt, app, keeper = offline_keeper(name)
+    rt.processor.engine("border", 0)
+    rt.processor.next_offset[("border", 0)] = processed_to
+    return rt, app, keeper, rt.config.input_topics["border"].name
+
+
 def test_records_wait_until_the_assigned_state_is_restored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -71,23 +102,13 @@ def test_a_kept_partition_resumes_after_what_it_processed_not_at_the_commit(
 ) -> None:
     # The group resumes from the commit, which trails what this worker processed (and
     # published) before the rebalance: those records are not learnt or alerted on twice.
-    rt, app, keeper = offline_keeper("kept")
-    topic = rt.config.input_topics["border"].name
+    rt, app, keeper, topic = kept_border("kept", 100)
     detections = rt.config.topic("detections").name
-    rt.processor.engine("border", 0)
-    rt.processor.next_offset[("border", 0)] = 100
     rt.stage(0)
     rt.stage_next[0] = 30
 
-    async def load(wanted: set[str]) -> dict[str, Any]:
-        return {}
-
-    async def committed() -> dict[tuple[str, int], int]:
-        return {(topic, 0): 40, (detections, 0): 30}
-
-    monkeypatch.setattr(keeper, "load", load)
-    monkeypatch.setattr(keeper, "committed", committed)
-    app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0), TP(detections, 0)}))
+    commits = {(topic, 0): 40, (detections, 0): 30}
+    assign(monkeypatch, app, keeper, {TP(topic, 0), TP(detections, 0)}, commits)
     assert rt.processor.skip_until.get(("border", 0)) == 100
     assert 0 not in rt.stage_skip  # committed up to what it processed: nothing to skip
 
@@ -97,20 +118,9 @@ def test_unreadable_commits_do_not_stop_a_worker_that_restores_nothing(
 ) -> None:
     # Reading them is only to skip what kept partitions processed: a broker blip during a
     # rebalance must not crash the worker for that (nor leave its agents waiting).
-    rt, app, keeper = offline_keeper("blip")
-    topic = rt.config.input_topics["border"].name
-    rt.processor.engine("border", 0)
-    rt.processor.next_offset[("border", 0)] = 100
+    rt, app, keeper, topic = kept_border("blip", 100)
 
-    async def load(wanted: set[str]) -> dict[str, Any]:
-        return {}
-
-    async def committed() -> dict[tuple[str, int], int]:
-        raise ConnectionError("the broker did not answer")
-
-    monkeypatch.setattr(keeper, "load", load)
-    monkeypatch.setattr(keeper, "committed", committed)
-    app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
+    assign(monkeypatch, app, keeper, {TP(topic, 0)}, ConnectionError("no broker answer"))
     assert keeper.ready.is_set() and not keeper.rebalancing
     assert ("border", 0) not in rt.processor.skip_until
 
@@ -121,26 +131,15 @@ def test_a_skip_point_from_a_restore_survives_the_next_rebalance(
     # Restored with next 1000 while the group had committed 600: re-reading 600..799
     # (skipped) set next_offset back to 800, so the next rebalance skipped only to 800 and
     # the checkpoint said 800: 800..999 were learnt twice and alerted on again (review).
-    rt, app, keeper = offline_keeper("again")
-    topic = rt.config.input_topics["border"].name
-    rt.processor.engine("border", 0)
+    rt, app, keeper, topic = kept_border("again", 1000)
     rt.processor.skip_until[("border", 0)] = 1000
-    rt.processor.next_offset[("border", 0)] = 1000
     records = [
         (border_message(topic, o).value, b"k", topic, 0, o, 0.0) for o in range(600, 800)
     ]
     rt.processor.process("border", records)
     assert rt.processor.next_offset[("border", 0)] == 1000
 
-    async def load(wanted: set[str]) -> dict[str, Any]:
-        return {}
-
-    async def committed() -> dict[tuple[str, int], int]:
-        return {(topic, 0): 600}
-
-    monkeypatch.setattr(keeper, "load", load)
-    monkeypatch.setattr(keeper, "committed", committed)
-    app.loop.run_until_complete(keeper.on_assigned({TP(topic, 0)}))
+    assign(monkeypatch, app, keeper, {TP(topic, 0)}, {(topic, 0): 600})
     assert rt.processor.skip_until[("border", 0)] == 1000
 
 

@@ -14,12 +14,20 @@ from watchfloor.kafka.clients import assigned_consumer
 
 
 async def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    partition: int | None = None,
 ) -> None:
+    """Send (key, value) messages and wait for every acknowledgement; ``partition``: all
+    to that one (default: as the keys hash)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [
+            await producer.send(topic, value, key=key, partition=partition)
+            for key, value in messages
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

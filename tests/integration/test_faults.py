@@ -316,8 +316,6 @@ def test_takeover_of_partitions_their_dead_owner_never_committed(
     This run does not force that interleaving (it passed 3 of 3 before the fix);
     ``tests/streams/test_drain.py`` reproduces the seek itself.
     """
-    from aiokafka import AIOKafkaProducer
-
     prefix = f"cold{uuid.uuid4().hex[:6]}"
     path, config = setup_namespace(topics, tmp_path, prefix)
     env = {"WATCHFLOOR_TOPICS_FILE": str(path), "WATCHFLOOR_SESSION_TIMEOUT": "6"}
@@ -336,23 +334,12 @@ def test_takeover_of_partitions_their_dead_owner_never_committed(
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait()
 
-        async def send() -> int:
-            producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
-            await producer.start()
-            sent = 0
-            try:
-                for spec in config.input_topics.values():
-                    for p in range(spec.partitions):
-                        for i in range(20):
-                            value = b'{"event_id": "' + marker + b"-%d\", truncated" % i
-                            await producer.send(spec.name, value, partition=p)
-                            sent += 1
-                await producer.flush()
-            finally:
-                await producer.stop()
-            return sent
-
-        sent = run(send())
+        invalid = [(None, b'{"event_id": "' + marker + b"-%d\", truncated" % i) for i in range(20)]
+        sent = 0
+        for spec in config.input_topics.values():
+            for p in range(spec.partitions):
+                run(produce(topics, spec.name, invalid, partition=p))
+                sent += len(invalid)
         wait_drained(topics, app_id, config, 120, [b])
         letters = run(collect(topics, config.topic("deadletter").name, lambda r: False, 5))
         got = {
